@@ -1,0 +1,196 @@
+"""STS task registry and loaders, faithful to SentEval's input handling.
+
+SentEval splits every sentence on whitespace and re-joins it with single spaces, and skips pairs
+whose gold line is empty (STS16 has many). The loaders below do the same, so scores compare with
+the SimCSE paper. Data lives in SentEval's "downloaded" layout under the data directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from simcse.data_dir import DOWNLOAD_HINT, senteval_dir
+
+STS_SUBSETS: dict[str, tuple[str, ...]] = {
+    "STS12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
+    "STS13": ("FNWN", "headlines", "OnWN"),
+    "STS14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
+    "STS15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
+    "STS16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
+}
+TASKS: tuple[str, ...] = (*STS_SUBSETS, "STSBenchmark", "SICKRelatedness")
+# the SimCSE paper's table columns, in order
+PAPER_COLUMNS: dict[str, str] = {
+    "STS12": "STS12", "STS13": "STS13", "STS14": "STS14", "STS15": "STS15", "STS16": "STS16",
+    "STSBenchmark": "STS-B", "SICKRelatedness": "SICK-R",
+}  # fmt: skip
+SICK_FILES = {"train": "SICK_train.txt", "dev": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
+STSB_FILES = {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test.csv"}
+
+
+class STSDataError(ValueError):
+    """A malformed STS file; the message names the file, line and problem."""
+
+
+@dataclass(frozen=True)
+class STSPairs:
+    """Scored sentence pairs of one subset (or split)."""
+
+    name: str
+    sentences1: tuple[str, ...]
+    sentences2: tuple[str, ...]
+    scores: np.ndarray  # (n,) gold similarity
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass(frozen=True)
+class STSTask:
+    """A task scored on one or more subsets (STS12-16 have several; the rest have one)."""
+
+    name: str
+    subsets: tuple[STSPairs, ...]
+
+
+def _senteval_text(sentence: str) -> str:
+    return " ".join(sentence.split())
+
+
+def _read_lines(path: str) -> list[str]:
+    if not os.path.isfile(path):
+        hint = "" if os.path.exists(path) else f"; {DOWNLOAD_HINT}"
+        kind = "is not a file" if os.path.exists(path) else "not found"
+        raise FileNotFoundError(f"{path}: {kind}{hint}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise STSDataError(f"{path}:{line}: invalid UTF-8 ({err.reason})") from None
+    return text.splitlines()
+
+
+def _score(text: str, path: str, line: int, low: float = 0.0, high: float = 5.0) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise STSDataError(f"{path}:{line}: score {text!r} is not a number") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise STSDataError(f"{path}:{line}: score {value} is outside [{low}, {high}]")
+    return value
+
+
+def _pairs(name: str, s1: list[str], s2: list[str], scores: list[float]) -> STSPairs:
+    return STSPairs(
+        name,
+        tuple(_senteval_text(s) for s in s1),
+        tuple(_senteval_text(s) for s in s2),
+        np.asarray(scores, dtype=np.float64),
+    )
+
+
+def load_sts_year(task: str, root: str) -> STSTask:
+    """Load STS12-16: ``STS.input.<subset>.txt`` pairs, ``STS.gs.<subset>.txt`` gold (empty = skipped)."""
+    folder = os.path.join(root, "STS", f"{task}-en-test")
+    subsets = []
+    for subset in STS_SUBSETS[task]:
+        in_path = os.path.join(folder, f"STS.input.{subset}.txt")
+        gs_path = os.path.join(folder, f"STS.gs.{subset}.txt")
+        inputs, golds = _read_lines(in_path), _read_lines(gs_path)
+        if len(inputs) != len(golds):
+            raise STSDataError(f"{gs_path}: {len(golds)} gold lines for {len(inputs)} pairs in {in_path}")
+        s1, s2, scores = [], [], []
+        for i, (pair, gold) in enumerate(zip(inputs, golds), start=1):
+            if gold.strip() == "":
+                continue
+            cols = pair.split("\t")
+            if len(cols) < 2:
+                raise STSDataError(f"{in_path}:{i}: expected 2 tab-separated sentences, found {len(cols)}")
+            s1.append(cols[0])
+            s2.append(cols[1])
+            scores.append(_score(gold.strip(), gs_path, i))
+        subsets.append(_pairs(subset, s1, s2, scores))
+    return STSTask(task, tuple(subsets))
+
+
+def load_stsb(root: str, split: str = "test") -> STSTask:
+    """Load STS-B (``sts-<split>.csv``, tab-separated; columns 5-7 are score, sentence1, sentence2)."""
+    path = os.path.join(root, "STS", "STSBenchmark", STSB_FILES[split])
+    s1, s2, scores = [], [], []
+    for i, line in enumerate(_read_lines(path), start=1):
+        cols = line.strip().split("\t")
+        if len(cols) < 7:
+            raise STSDataError(f"{path}:{i}: expected at least 7 tab-separated columns, found {len(cols)}")
+        s1.append(cols[5])
+        s2.append(cols[6])
+        scores.append(_score(cols[4], path, i))
+    return STSTask("STSBenchmark", (_pairs(split, s1, s2, scores),))
+
+
+def load_sick(root: str, split: str = "test") -> STSTask:
+    """Load SICK relatedness (header line skipped; columns 2-4: sentence_A, sentence_B, score 1-5).
+
+    ``split="full"`` concatenates train, trial and test (9,927 pairs), as MTEB scores SICK-R.
+    """
+    splits = ("train", "dev", "test") if split == "full" else (split,)
+    s1, s2, scores = [], [], []
+    for part in splits:
+        path = os.path.join(root, "SICK", SICK_FILES[part])
+        for i, line in enumerate(_read_lines(path)[1:], start=2):
+            cols = line.strip().split("\t")
+            if len(cols) < 4:
+                raise STSDataError(f"{path}:{i}: expected at least 4 tab-separated columns, found {len(cols)}")
+            s1.append(cols[1])
+            s2.append(cols[2])
+            scores.append(_score(cols[3], path, i, 1.0, 5.0))
+    return STSTask("SICKRelatedness", (_pairs(split, s1, s2, scores),))
+
+
+def load_custom(path: str, low: float = 0.0, high: float = 5.0) -> STSTask:
+    """Load a custom file of ``sentence1<TAB>sentence2<TAB>score`` lines (no header; blank lines skipped)."""
+    s1, s2, scores = [], [], []
+    for i, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) != 3:
+            raise STSDataError(f"{path}:{i}: expected 3 tab-separated columns, found {len(cols)}")
+        s1.append(cols[0])
+        s2.append(cols[1])
+        scores.append(_score(cols[2].strip(), path, i, low, high))
+    if not scores:
+        raise STSDataError(f"{path}: no scored pairs")
+    name = os.path.splitext(os.path.basename(path))[0]
+    return STSTask(name, (_pairs(name, s1, s2, scores),))
+
+
+def load_task(
+    task: str, data_dir: str | None = None, stsb_split: str = "test", sick_mode: str = "test"
+) -> STSTask:
+    """Load a task by name (see :data:`TASKS`) or a custom STS file path.
+
+    Args:
+        task: ``STS12``...``STS16``, ``STSBenchmark``, ``SICKRelatedness`` or a file path.
+        data_dir: Data directory (see :func:`simcse.data_dir.resolve_data_dir`).
+        stsb_split: ``dev`` or ``test`` (or ``train``) for STS-B.
+        sick_mode: ``test`` (SentEval), ``dev`` (the trial split) or ``full`` (MTEB: all 9,927 pairs).
+    """
+    if task in STS_SUBSETS:
+        return load_sts_year(task, senteval_dir(data_dir))
+    if task == "STSBenchmark":
+        if stsb_split not in STSB_FILES:
+            raise ValueError(f"STS-B split must be one of {sorted(STSB_FILES)}, got {stsb_split!r}")
+        return load_stsb(senteval_dir(data_dir), stsb_split)
+    if task == "SICKRelatedness":
+        if sick_mode not in (*SICK_FILES, "full"):
+            raise ValueError(f"SICK mode must be one of train, dev, test, full; got {sick_mode!r}")
+        return load_sick(senteval_dir(data_dir), sick_mode)
+    if os.path.exists(task) or os.sep in task or task.endswith((".tsv", ".txt")):
+        return load_custom(task)
+    raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)} or give an STS file path")

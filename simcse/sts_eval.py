@@ -1,0 +1,108 @@
+"""Score an encoder on the STS suite: each distinct sentence encoded once, SentEval's protocol."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from simcse.evaluation import aggregate, alignment, cosine_pairs, uniformity
+from simcse.sts import PAPER_COLUMNS, STS_SUBSETS, TASKS, STSTask, load_task
+
+logger = logging.getLogger(__name__)
+
+EncodeFn = Callable[[list[str]], np.ndarray]
+
+
+def headline(task: STSTask, scores: dict[str, float]) -> float:
+    """The number the SimCSE paper reports: ``all`` for STS12-16, the single split otherwise."""
+    return scores["all"] if task.name in STS_SUBSETS else scores[task.subsets[0].name]
+
+
+def evaluate_sts(
+    encode: EncodeFn,
+    tasks: Sequence[str] = TASKS,
+    data_dir: str | None = None,
+    stsb_split: str = "test",
+    sick_mode: str = "test",
+    align_uniform: bool = True,
+    loaded: dict[str, STSTask] | None = None,
+) -> dict:
+    """Evaluate ``encode`` (a list of sentences -> ``(n, dim)`` array) on STS tasks.
+
+    Args:
+        encode: Embedding function; called once with every distinct sentence of every task.
+        tasks: Task names or custom file paths.
+        data_dir: Data directory.
+        stsb_split: STS-B split scored (``test`` for the paper's table, ``dev`` for model selection).
+        sick_mode: ``test`` (SentEval), ``dev`` (trial) or ``full`` (MTEB: all pairs).
+        align_uniform: Also report alignment and uniformity on the STS-B split.
+        loaded: Already loaded tasks by name (avoids re-reading files during training).
+
+    Returns:
+        ``{"tasks": {name: {"score": headline, "spearman": {...}, "n_pairs": n}},
+        "avg": mean headline, "alignment": ..., "uniformity": ..., "n_sentences": ...}``.
+    """
+    task_objs = [
+        (loaded or {}).get(t) or load_task(t, data_dir, stsb_split=stsb_split, sick_mode=sick_mode) for t in tasks
+    ]
+    if align_uniform and not any(t.name == "STSBenchmark" for t in task_objs):
+        task_objs.append(load_task("STSBenchmark", data_dir, stsb_split=stsb_split))
+        extra_stsb = True
+    else:
+        extra_stsb = False
+    # one forward per distinct sentence across the whole run
+    vocab: dict[str, int] = {}
+    for task in task_objs:
+        for sub in task.subsets:
+            for s in (*sub.sentences1, *sub.sentences2):
+                vocab.setdefault(s, len(vocab))
+    sentences = list(vocab)
+    emb = np.asarray(encode(sentences), dtype=np.float32)
+    if emb.shape[0] != len(sentences):
+        raise ValueError(f"encode returned {emb.shape[0]} rows for {len(sentences)} sentences")
+
+    result: dict = {"tasks": {}, "n_sentences": len(sentences)}
+    for task in task_objs[: len(task_objs) - extra_stsb]:
+        per_subset = {}
+        for sub in task.subsets:
+            e1 = emb[[vocab[s] for s in sub.sentences1]]
+            e2 = emb[[vocab[s] for s in sub.sentences2]]
+            per_subset[sub.name] = (sub.scores, cosine_pairs(e1, e2))
+        scores = aggregate(per_subset)
+        if len(task.subsets) == 1:
+            scores = {task.subsets[0].name: scores[task.subsets[0].name]}
+        result["tasks"][task.name] = {
+            "score": headline(task, scores),
+            "spearman": scores,
+            "n_pairs": int(sum(len(s) for s in task.subsets)),
+        }
+    result["avg"] = float(np.mean([r["score"] for r in result["tasks"].values()]))
+    if align_uniform:
+        stsb = next(t for t in task_objs if t.name == "STSBenchmark").subsets[0]
+        keep = stsb.scores > 4.0
+        e1 = torch.from_numpy(emb[[vocab[s] for s, k in zip(stsb.sentences1, keep) if k]])
+        e2 = torch.from_numpy(emb[[vocab[s] for s, k in zip(stsb.sentences2, keep) if k]])
+        distinct = sorted({vocab[s] for s in (*stsb.sentences1, *stsb.sentences2)})
+        result["alignment"] = alignment(e1, e2)
+        result["uniformity"] = uniformity(torch.from_numpy(emb[distinct]))
+        result["align_uniform_split"] = stsb.name
+    return result
+
+
+def format_table(result: dict) -> str:
+    """The SimCSE paper's table row (STS12 ... SICK-R Avg.) plus any other task, as fixed-width text."""
+    names = [t for t in PAPER_COLUMNS if t in result["tasks"]]
+    names += [t for t in result["tasks"] if t not in PAPER_COLUMNS]
+    heads = [PAPER_COLUMNS.get(t, t) for t in names] + ["Avg."]
+    values = [f"{result['tasks'][t]['score']:.2f}" for t in names] + [f"{result['avg']:.2f}"]
+    widths = [max(len(h), len(v)) for h, v in zip(heads, values)]
+    lines = [" | ".join(h.rjust(w) for h, w in zip(heads, widths)), " | ".join(v.rjust(w) for v, w in zip(values, widths))]
+    if "alignment" in result:
+        lines.append(
+            f"alignment {result['alignment']:.4f}  uniformity {result['uniformity']:.4f}"
+            f"  (STS-B {result['align_uniform_split']})"
+        )
+    return "\n".join(lines)
