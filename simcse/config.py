@@ -1,0 +1,193 @@
+"""One typed training config: frozen dataclass, the paper's defaults, YAML + command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+Mode = Literal["unsup", "pairs", "triplets"]
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a SimCSE run needs. Defaults follow Gao et al. (2021), unsupervised BERT-base."""
+
+    # model
+    model_name_or_path: str = _f("bert-base-uncased", "hub name or local folder of the encoder")
+    pooler: str = _f("cls", "cls | cls_before_pooler | avg | avg_top2 | avg_first_last")
+    mlp_only_train: bool = _f(True, "use the MLP head in training only (unsup recipe); false keeps it (sup)")
+    dropout: float | None = _f(None, "override hidden and attention dropout (None keeps the model's)")
+    same_dropout_mask: bool = _f(False, "ablation: both views share one dropout mask (paper Table 3, 'fixed')")
+    # data
+    mode: Mode = _f("unsup", "unsup: one sentence per line; pairs: CSV sent0,sent1; triplets: + hard_neg")
+    train_file: str | None = _f("corpus/wiki_sentences.txt", "text/CSV file, relative to data_dir if not found")
+    dataset_name: str | None = _f(None, "Hugging Face dataset name (instead of train_file)")
+    dataset_config: str | None = _f(None, "Hugging Face dataset config name")
+    dataset_split: str = _f("train", "Hugging Face dataset split")
+    columns: tuple[str, ...] = _f(
+        ("sent0", "sent1", "hard_neg"), "column names: text (unsup) or sent0,sent1[,hard_neg]"
+    )
+    data_dir: str | None = _f(None, "data directory (else $SIMCSE_DATA_DIR, else ./data)")
+    max_train_samples: int | None = _f(None, "use only the first N training examples")
+    on_bad_line: Literal["error", "skip"] = _f("error", "bad training line: stop with an error, or skip and count")
+    max_seq_len: int = _f(32, "truncation length for training sentences")
+    # objective
+    objective: str = _f("infonce", "training objective (see simcse.objectives)")
+    temperature: float = _f(0.05, "softmax temperature tau")
+    hard_negative_weight: float = _f(0.0, "log(alpha) added to each anchor's own hard-negative logit")
+    do_mlm: bool = _f(False, "add the masked-language-modelling auxiliary loss")
+    mlm_weight: float = _f(0.1, "weight lambda of the MLM loss")
+    mlm_probability: float = _f(0.15, "fraction of tokens masked for MLM (80/10/10)")
+    # optimisation
+    batch_size: int = _f(64, "sentences (examples) per process per step")
+    learning_rate: float = _f(3e-5, "AdamW peak learning rate")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    num_epochs: int = _f(1, "passes over the data (ignored when max_steps > 0)")
+    max_steps: int = _f(-1, "stop after this many optimizer steps (-1: num_epochs)")
+    warmup_steps: int = _f(0, "linear warmup steps before linear decay")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
+    grad_cache_chunk_size: int = _f(0, "gradient cache chunk (rows per re-forward); 0 disables")
+    mixed_precision: Literal["no", "fp16", "bf16"] = _f("no", "mixed precision through Accelerate")
+    seed: int = _f(42, "random seed")
+    # evaluation, checkpoints, logging
+    eval_steps: int = _f(125, "score STS-B dev (and SICK-R dev) every N steps")
+    eval_batch_size: int = _f(128, "batch size for evaluation encoding")
+    checkpoint_steps: int = _f(0, "write a resumable checkpoint every N steps (0: at every evaluation)")
+    keep_last_n: int = _f(2, "resumable checkpoints kept")
+    max_nonfinite_steps: int = _f(10, "stop after this many non-finite losses in a row")
+    output_dir: str = _f("runs/simcse", "run directory (model, checkpoints, metrics, config)")
+    log_with: str | None = _f(None, "Accelerate tracker, e.g. tensorboard")
+
+    def __post_init__(self) -> None:
+        from simcse.pooling import validate_pooler
+
+        validate_pooler(self.pooler)
+        checks = [
+            (self.mode in get_args(Mode), f"mode must be one of {get_args(Mode)}, got {self.mode!r}"),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.max_seq_len >= 2, f"max_seq_len must be >= 2, got {self.max_seq_len}"),
+            (self.eval_steps >= 1, f"eval_steps must be >= 1, got {self.eval_steps}"),
+            (self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (0 < self.mlm_probability < 1, f"mlm_probability must be in (0, 1), got {self.mlm_probability}"),
+            (self.grad_cache_chunk_size >= 0, "grad_cache_chunk_size must be >= 0"),
+            (self.train_file is not None or self.dataset_name is not None, "give train_file or dataset_name"),
+            (self.keep_last_n >= 1, f"keep_last_n must be >= 1, got {self.keep_last_n}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if self.hard_negative_weight != 0 and self.mode != "triplets":
+            raise ValueError("hard_negative_weight needs mode: triplets")
+
+    @property
+    def num_views(self) -> int:
+        """Sentences per example: 2 (unsup: the same one twice; pairs) or 3 (triplets)."""
+        return 3 if self.mode == "triplets" else 2
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
+    """Convert a YAML or command-line value to the field's declared type."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    args = [a for a in get_args(hint) if a is not type(None)]
+    optional = get_origin(hint) in (typing.Union, types.UnionType) and type(None) in get_args(hint)
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
+        return None
+    target = args[0] if optional and len(args) == 1 else hint
+    try:
+        if get_origin(target) is Literal:
+            if value not in get_args(target):
+                raise ValueError(f"must be one of {get_args(target)}")
+            return value
+        if get_origin(target) is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(v).strip() for v in items)
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes"):
+                return True
+            if str(value).lower() in ("false", "0", "no"):
+                return False
+            raise ValueError("expected true or false")
+        if target is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected an integer")
+        return target(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: {name}={value!r}: {err}") from None
+
+
+def _check_key(key: str, source: str) -> None:
+    if key not in FIELDS:
+        near = difflib.get_close_matches(key, FIELDS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"{source}: unknown config key {key!r}{hint}")
+
+
+def load_config(path: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Build a config from defaults, then a YAML file, then overrides; unknown keys are rejected."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: config file not found")
+        try:
+            with open(path, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of config keys")
+        for key, value in loaded.items():
+            _check_key(key, path)
+            values[key] = _convert(key, value, path)
+    for key, value in (overrides or {}).items():
+        _check_key(key, "command line")
+        values[key] = _convert(key, value, "command line")
+    return TrainConfig(**values)
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    """Turn ``["--key", "value", "--flag=value"]`` into ``{"key": "value", ...}``."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"command line: expected --key value, got {arg!r}")
+        key = arg[2:].replace("-", "_")
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value = args[i + 1]
+            i += 2
+        else:
+            value = "true"  # a bare --flag sets a boolean
+            i += 1
+        out[key] = value
+    return out
+
+
+def to_yaml(config: TrainConfig) -> str:
+    """The resolved config as YAML (tuples as lists)."""
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def help_text() -> str:
+    """One line per config key: name, default and help."""
+    return "\n".join(f"  --{n} (default {f.default!r}): {f.metadata['help']}" for n, f in FIELDS.items())

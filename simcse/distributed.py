@@ -1,0 +1,68 @@
+"""Cross-process helpers: gather with gradient, rank offsets; identity on one process.
+
+``accelerator.gather`` carries no gradient, so in-batch negatives from other processes would be
+constants. :func:`gather_with_grad` all-gathers forward and sums the incoming gradients backward
+(an all-reduce, which every backend including gloo supports), so the gradient of each process's
+embeddings equals that of the single-process global batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size (0, 1 on a single process)."""
+    return (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        rank, world = rank_and_world()
+        ctx.rank, ctx.n = rank, tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(world)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)  # (world * n, ...)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous()
+        # every process's loss depends on our rows: sum their gradients, keep our slice
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` (same shape on every rank) over processes in rank order, with gradient."""
+    if not is_distributed():
+        return tensor
+    return _GatherWithGrad.apply(tensor)
+
+
+def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` over processes in rank order (no gradient; e.g. for queues)."""
+    if not is_distributed():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def refuse_data_parallel(num_processes: int) -> None:
+    """Refuse to train on one process while several GPUs are visible (no silent DataParallel)."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if num_processes == 1 and gpus > 1 and "LOCAL_RANK" not in os.environ:
+        raise RuntimeError(
+            f"{gpus} GPUs are visible but training runs in one process. Launch one process per GPU: "
+            f"`accelerate launch --multi_gpu --num_processes {gpus} training/train.py ...`, "
+            "or pick one GPU with CUDA_VISIBLE_DEVICES=0."
+        )

@@ -1,0 +1,91 @@
+"""The training model: an :class:`Encoder` with SimCSE's MLP head, plus an optional MLM head."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from simcse.config import TrainConfig
+from simcse.encoder import Encoder
+from simcse.heads import DenseHead
+
+logger = logging.getLogger(__name__)
+
+# dropout settings of common encoder configs (BERT, RoBERTa, MiniLM, ELECTRA / DistilBERT)
+_DROPOUT_ATTRS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+def new_mlp_head(hidden_size: int, std: float = 0.02) -> DenseHead:
+    """SimCSE's MLP (Linear + Tanh), newly initialised like BERT's layers (normal(0, std), zero bias)."""
+    head = DenseHead(hidden_size, hidden_size)
+    nn.init.normal_(head.dense.weight, std=std)
+    nn.init.zeros_(head.dense.bias)
+    return head
+
+
+class ContrastiveModel(nn.Module):
+    """What the optimizer trains: the encoder (with head) and, for ``do_mlm``, the MLM model.
+
+    The MLM model shares the encoder's transformer, so ``parameters()`` lists each weight once.
+    """
+
+    def __init__(self, encoder: Encoder, mlm_model: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.mlm_model = mlm_model
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        """Embed a tokenized batch of ``rows`` sentences -> ``(rows, dim)``, with the head."""
+        return self.encoder(use_head=True, **batch)
+
+    def mlm_loss(self, **batch: torch.Tensor) -> torch.Tensor:
+        """Masked-language-modelling loss of a batch holding ``labels`` (-100 = not masked)."""
+        assert self.mlm_model is not None
+        return self.mlm_model(**batch).loss
+
+
+def build_model(cfg: TrainConfig) -> ContrastiveModel:
+    """Load the encoder named in ``cfg`` and attach a fresh MLP head for ``cls`` pooling."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    overrides = {}
+    if cfg.dropout is not None:
+        hf_config = AutoConfig.from_pretrained(cfg.model_name_or_path)
+        overrides = {a: cfg.dropout for a in _DROPOUT_ATTRS if hasattr(hf_config, a)}
+        if not overrides:
+            raise ValueError(f"{cfg.model_name_or_path}: config has none of {_DROPOUT_ATTRS}; cannot set dropout")
+    encoder = Encoder.from_pretrained(
+        cfg.model_name_or_path, pooler=cfg.pooler, max_seq_length=cfg.max_seq_len, **overrides
+    )  # type: ignore[arg-type]
+    mlm_model = None
+    if cfg.do_mlm:
+        mlm_model = AutoModelForMaskedLM.from_pretrained(cfg.model_name_or_path, **overrides)
+        # share one transformer: the encoder reads the MLM model's base
+        encoder = Encoder(mlm_model.base_model, encoder.tokenizer, encoder.pooler, encoder.head, cfg.max_seq_len)
+    if cfg.pooler == "cls":
+        # the paper's MLP is new, not the checkpoint's NSP pooler
+        encoder.head = new_mlp_head(int(encoder.model.config.hidden_size))
+    return ContrastiveModel(encoder, mlm_model)
+
+
+def mask_tokens(
+    input_ids: torch.Tensor, special_mask: torch.Tensor, mask_id: int, vocab_size: int, probability: float = 0.15
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: choose ``probability`` of non-special tokens; 80% [MASK], 10% random, 10% kept.
+
+    Returns ``(masked_input_ids, labels)`` with labels -100 where no prediction is made.
+    """
+    labels = input_ids.clone()
+    probs = torch.full(input_ids.shape, probability, device=input_ids.device)
+    probs.masked_fill_(special_mask.bool(), 0.0)
+    chosen = torch.bernoulli(probs).bool()
+    labels[~chosen] = -100
+    masked = input_ids.clone()
+    to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8, device=input_ids.device)).bool() & chosen
+    masked[to_mask] = mask_id
+    # half of the remaining 20% get a random token
+    to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5, device=input_ids.device)).bool() & chosen & ~to_mask
+    masked[to_random] = torch.randint(vocab_size, input_ids.shape, device=input_ids.device)[to_random]
+    return masked, labels

@@ -1,0 +1,236 @@
+"""The SimCSE training loop on Accelerate: one forward over all views, InfoNCE, best checkpoint kept."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+from typing import Any
+
+import torch
+
+from simcse.checkpoint import load_latest, save_checkpoint
+from simcse.config import TrainConfig, to_yaml
+from simcse.data import BatchSchedule, TokenizedViews
+from simcse.distributed import gather_with_grad, rank_and_world, refuse_data_parallel
+from simcse.io import atomic_write_text
+from simcse.losses import info_nce
+from simcse.model import build_model, mask_tokens
+from simcse.sts import load_task
+from simcse.sts_eval import evaluate_sts
+from simcse.train_data import load_training_views
+
+logger = logging.getLogger(__name__)
+
+
+def embed_views(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
+    """One forward over every view of the batch -> ``(views, batch, dim)``.
+
+    Unsupervised rows hold each sentence twice, so the two copies get different dropout masks.
+    ``same_dropout_mask`` (an ablation) forwards the first view once and uses it for both.
+    """
+    views = cfg.num_views
+    if cfg.same_dropout_mask:
+        first = {k: v[: v.shape[0] // views] for k, v in batch.items()}
+        z = model(**first)  # (batch, dim)
+        return torch.stack([z] * views)  # (views, batch, dim)
+    z = model(**batch)  # (views * batch, dim)
+    return z.view(views, -1, z.shape[-1])  # (views, batch, dim)
+
+
+def contrastive_loss(z: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """InfoNCE of local anchors against the candidates of every process (gathered with gradient)."""
+    rank, _ = rank_and_world()
+    positives = gather_with_grad(z[1])  # (world * batch, dim)
+    hard = gather_with_grad(z[2]) if z.shape[0] > 2 else None  # (world * batch, dim)
+    return info_nce(
+        z[0],
+        positives,
+        hard,
+        temperature=cfg.temperature,
+        hard_negative_weight=cfg.hard_negative_weight,
+        label_offset=rank * z.shape[1],
+    )
+
+
+def compute_loss(model: Any, batch: dict[str, torch.Tensor], cfg: TrainConfig, tokenizer: Any) -> torch.Tensor:
+    """The full training loss of one batch (contrastive, plus the weighted MLM loss if enabled)."""
+    loss = contrastive_loss(embed_views(model, batch, cfg), cfg)
+    if cfg.do_mlm:
+        special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids, device=loss.device))
+        masked, labels = mask_tokens(
+            batch["input_ids"], special | (batch["attention_mask"] == 0), tokenizer.mask_token_id,
+            len(tokenizer), cfg.mlm_probability,
+        )  # fmt: skip
+        mlm_batch = {**batch, "input_ids": masked, "labels": labels}
+        inner = model.module if hasattr(model, "module") else model
+        loss = loss + cfg.mlm_weight * inner.mlm_loss(**mlm_batch)
+    return loss
+
+
+class DevEvaluator:
+    """STS-B dev (and SICK-R dev) Spearman with alignment/uniformity, files read once."""
+
+    def __init__(self, data_dir: str | None, batch_size: int) -> None:
+        self.tasks = {
+            "STSBenchmark": load_task("STSBenchmark", data_dir, stsb_split="dev"),
+            "SICKRelatedness": load_task("SICKRelatedness", data_dir, sick_mode="dev"),
+        }
+        self.batch_size = batch_size
+
+    def __call__(self, encoder: Any, use_head: bool) -> dict[str, float]:
+        """Score ``encoder`` (left in its previous train/eval mode)."""
+        result = evaluate_sts(
+            lambda s: encoder.encode(s, batch_size=self.batch_size, use_head=use_head),
+            tasks=list(self.tasks),
+            loaded=self.tasks,
+            stsb_split="dev",
+        )
+        return {
+            "stsb_dev": result["tasks"]["STSBenchmark"]["score"],
+            "sickr_dev": result["tasks"]["SICKRelatedness"]["score"],
+            "alignment": result["alignment"],
+            "uniformity": result["uniformity"],
+        }
+
+
+class _Stop:
+    """SIGTERM (pre-emption) sets a flag; the loop saves a checkpoint and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        if hasattr(signal, "SIGTERM"):
+            try:
+                signal.signal(signal.SIGTERM, self._handler)
+            except ValueError:  # not the main thread (e.g. inside a notebook worker)
+                pass
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        logger.warning("SIGTERM received: saving a checkpoint and stopping")
+        self.requested = True
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int) -> Any:
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total)
+
+
+def _log(path: str, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: str, step: int) -> None:
+    """On resume, drop metric lines written after the checkpoint (they will be written again)."""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+        atomic_write_text(path, "".join(kept))
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Train per ``cfg``; the best model by STS-B dev is saved to ``<output_dir>/model``.
+
+    Returns the final trainer state (best metric and step, last step, counters).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir)
+    refuse_data_parallel(accelerator.num_processes)
+    set_seed(cfg.seed)
+    model = build_model(cfg)
+    encoder, tokenizer = model.encoder, model.encoder.tokenizer
+    views: TokenizedViews = load_training_views(cfg, tokenizer, accelerator.is_main_process)
+    schedule = BatchSchedule(len(views), cfg.batch_size, accelerator.num_processes, cfg.seed)
+    total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * schedule.steps_per_epoch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, _scheduler(optimizer, cfg, total))
+    evaluator = DevEvaluator(cfg.data_dir, cfg.eval_batch_size) if accelerator.is_main_process else None
+    out, metrics_path = cfg.output_dir, os.path.join(cfg.output_dir, "metrics.jsonl")
+    state: dict[str, Any] = {"step": 0, "best_metric": -math.inf, "best_step": -1, "nonfinite_skipped": 0}
+    if accelerator.is_main_process:
+        os.makedirs(out, exist_ok=True)
+        atomic_write_text(os.path.join(out, "config.yaml"), to_yaml(cfg))
+    if resume and (restored := load_latest(accelerator, out)) is not None:
+        state.update(restored)
+        if accelerator.is_main_process:
+            _truncate_metrics(metrics_path, state["step"])
+    if cfg.log_with:
+        accelerator.init_trackers("simcse", config={k: str(v) for k, v in vars(cfg).items()})
+    stop, rank, in_a_row = _Stop(), accelerator.process_index, 0
+    checkpoint_every = cfg.checkpoint_steps or cfg.eval_steps
+    progress = _progress(total, state["step"], accelerator.is_main_process)
+    model.train()
+    for step in range(state["step"], total):
+        batch = {k: v.to(accelerator.device) for k, v in views.collate(schedule.rows(step, rank)).items()}
+        with accelerator.autocast():
+            loss = compute_loss(model, batch, cfg, tokenizer)
+        # the one host sync per step: a non-finite loss (fp16 overflow, bad data) must skip the update
+        if not torch.isfinite(loss).item():
+            in_a_row, state["nonfinite_skipped"] = in_a_row + 1, state["nonfinite_skipped"] + 1
+            logger.warning("step %d: non-finite loss, update skipped (%d in a row)", step + 1, in_a_row)
+            optimizer.zero_grad(set_to_none=True)
+            if in_a_row >= cfg.max_nonfinite_steps:
+                raise FloatingPointError(f"{in_a_row} non-finite losses in a row at step {step + 1}; stopping")
+        else:
+            in_a_row = 0
+            accelerator.backward(loss)
+            if cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        state["step"] = done = step + 1
+        progress.update(1)
+        record: dict[str, Any] = {"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+        if done % cfg.eval_steps == 0 or done == total or stop.requested:
+            record.update(_evaluate(accelerator, model, evaluator, cfg, state, done))
+        if accelerator.is_main_process:
+            _log(metrics_path, record)
+            progress.set_postfix(
+                loss=f"{record['loss']:.4f}",
+                **({"stsb_dev": f"{record['stsb_dev']:.2f}"} if "stsb_dev" in record else {}),
+            )
+        if cfg.log_with:
+            accelerator.log(record, step=done)
+        if done % checkpoint_every == 0 or done == total or stop.requested:
+            save_checkpoint(accelerator, out, done, state, cfg.keep_last_n)
+        if stop.requested:
+            break
+    progress.close()
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        logger.info(
+            "best STS-B dev %.2f at step %d; model in %s",
+            state["best_metric"],
+            state["best_step"],
+            os.path.join(out, "model"),
+        )
+    return state
+
+
+def _evaluate(
+    accelerator: Any, model: Any, evaluator: DevEvaluator | None, cfg: TrainConfig, state: dict, step: int
+) -> dict:
+    """Score on the main process; save the model when STS-B dev improves (ties keep the earlier)."""
+    result: dict[str, Any] = {}
+    if accelerator.is_main_process and evaluator is not None:
+        encoder = accelerator.unwrap_model(model).encoder
+        result = evaluator(encoder, use_head=not cfg.mlp_only_train)
+        encoder.train()
+        if result["stsb_dev"] > state["best_metric"]:
+            state["best_metric"], state["best_step"] = result["stsb_dev"], step
+            encoder.save(os.path.join(cfg.output_dir, "model"), include_head=not cfg.mlp_only_train)
+            result["new_best"] = True
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
