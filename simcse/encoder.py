@@ -85,11 +85,9 @@ class Encoder(nn.Module):
 
         if os.path.isfile(name_or_path):
             raise ValueError(f"{name_or_path}: is a file; expected a model folder or hub name")
-        if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json")):
-            if not os.path.isfile(os.path.join(name_or_path, "modules.json")):
-                raise FileNotFoundError(
-                    f"{name_or_path}: not a model folder (no config.json or modules.json found)"
-                )
+        markers = ("config.json", "modules.json")
+        if os.path.isdir(name_or_path) and not any(os.path.isfile(os.path.join(name_or_path, m)) for m in markers):
+            raise FileNotFoundError(f"{name_or_path}: not a model folder (no config.json or modules.json found)")
         head: DenseHead | None = None
         normalize, subfolder, folder_max_len, chosen = False, "", None, None
         own_cfg = resolve_file(name_or_path, SIMCSE_CONFIG)

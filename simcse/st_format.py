@@ -135,10 +135,12 @@ def write_st_layout(
         }
         _write_json(os.path.join(path, "2_Dense", "config.json"), dense_cfg)
         weights = {"linear.weight": head.dense.weight, "linear.bias": head.dense.bias}
-        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, os.path.join(path, "2_Dense", "model.safetensors"))
+        tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+        save_file(tensors, os.path.join(path, "2_Dense", "model.safetensors"))
         modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
     _write_json(os.path.join(path, "modules.json"), modules)
-    _write_json(os.path.join(path, "sentence_bert_config.json"), {"max_seq_length": max_seq_length, "do_lower_case": False})
+    st_config = {"max_seq_length": max_seq_length, "do_lower_case": False}
+    _write_json(os.path.join(path, "sentence_bert_config.json"), st_config)
     return True
 
 

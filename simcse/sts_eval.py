@@ -99,7 +99,10 @@ def format_table(result: dict) -> str:
     heads = [PAPER_COLUMNS.get(t, t) for t in names] + ["Avg."]
     values = [f"{result['tasks'][t]['score']:.2f}" for t in names] + [f"{result['avg']:.2f}"]
     widths = [max(len(h), len(v)) for h, v in zip(heads, values)]
-    lines = [" | ".join(h.rjust(w) for h, w in zip(heads, widths)), " | ".join(v.rjust(w) for v, w in zip(values, widths))]
+    lines = [
+        " | ".join(h.rjust(w) for h, w in zip(heads, widths)),
+        " | ".join(v.rjust(w) for v, w in zip(values, widths)),
+    ]
     if "alignment" in result:
         lines.append(
             f"alignment {result['alignment']:.4f}  uniformity {result['uniformity']:.4f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -102,10 +103,9 @@ class _Stop:
     def __init__(self) -> None:
         self.requested = False
         if hasattr(signal, "SIGTERM"):
-            try:
+            # ValueError: not the main thread (e.g. a notebook worker); then SIGTERM is not handled
+            with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGTERM, self._handler)
-            except ValueError:  # not the main thread (e.g. inside a notebook worker)
-                pass
 
     def _handler(self, signum: int, frame: Any) -> None:
         logger.warning("SIGTERM received: saving a checkpoint and stopping")
@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     refuse_data_parallel(accelerator.num_processes)
     set_seed(cfg.seed)
     model = build_model(cfg)
-    encoder, tokenizer = model.encoder, model.encoder.tokenizer
+    tokenizer = model.encoder.tokenizer
     views: TokenizedViews = load_training_views(cfg, tokenizer, accelerator.is_main_process)
     schedule = BatchSchedule(len(views), cfg.batch_size, accelerator.num_processes, cfg.seed)
     total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * schedule.steps_per_epoch
