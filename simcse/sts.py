@@ -154,6 +154,8 @@ def load_sick(root: str, split: str = "test") -> STSTask:
 
 def load_custom(path: str, low: float = 0.0, high: float = 5.0) -> STSTask:
     """Load a custom file of ``sentence1<TAB>sentence2<TAB>score`` lines (no header; blank lines skipped)."""
+    if not os.path.isfile(path):  # checked here: _read_lines' hint about downloading data would mislead
+        raise FileNotFoundError(f"{path}: STS file not found" if not os.path.exists(path) else f"{path}: not a file")
     s1, s2, scores = [], [], []
     for i, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
@@ -170,9 +172,7 @@ def load_custom(path: str, low: float = 0.0, high: float = 5.0) -> STSTask:
     return STSTask(name, (_pairs(name, s1, s2, scores),))
 
 
-def load_task(
-    task: str, data_dir: str | None = None, stsb_split: str = "test", sick_mode: str = "test"
-) -> STSTask:
+def load_task(task: str, data_dir: str | None = None, stsb_split: str = "test", sick_mode: str = "test") -> STSTask:
     """Load a task by name (see :data:`TASKS`) or a custom STS file path.
 
     Args:

@@ -1,0 +1,89 @@
+"""The ``simcse`` command: one subcommand per job (``simcse eval ...``; more can be registered).
+
+Each subcommand lives in its own module as an ``add_<name>_parser(subparsers)`` function that
+creates its subparser and sets ``func`` (``argparse.Namespace -> int``) with ``set_defaults``.
+Adding a command is one line in :data:`COMMANDS`. :func:`main` parses, configures logging, runs
+the command and turns expected errors (bad paths, malformed data) into one line on stderr::
+
+    simcse eval: error: data/STS/STSBenchmark/sts-test.csv: not found; download the data ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# "module:function" of every subcommand's add_*_parser, imported lazily so one broken or slow
+# command does not affect the others.
+COMMANDS: tuple[str, ...] = ("simcse.eval_cli:add_eval_parser",)
+
+# Errors a user can cause and fix (a path, a file's content, a value); anything else is a bug and
+# keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, ImportError)
+
+
+class CommandError(Exception):
+    """An error to report as one line, without traceback (raised by subcommands)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``simcse`` parser with every registered subcommand."""
+    from simcse import __version__
+
+    parser = argparse.ArgumentParser(prog="simcse", description="SimCSE sentence embeddings: train, evaluate, encode.")
+    parser.add_argument("--version", action="version", version=f"simcse {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for spec in COMMANDS:
+        module, func = spec.split(":")
+        getattr(importlib.import_module(module), func)(subparsers)
+    return parser
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (library errors, e.g. from the hub, can span several)."""
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return text or type(err).__name__
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Send this package's log records to stderr (the library itself never configures logging)."""
+    logger = logging.getLogger("simcse")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Run a parsed subcommand; expected errors print ``<prog>: error: <message>`` and return 1."""
+    try:
+        return int(args.func(args) or 0)
+    except (CommandError, *USER_ERRORS) as err:
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``simcse`` console script.
+
+    Args:
+        argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
+
+    Returns:
+        The exit status (0 on success).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(getattr(args, "verbose", False))
+    return run_command(args, f"simcse {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""``simcse eval`` / ``eval/evaluate.py``: score encoders on the STS suite, print the paper's table, write JSON.
+
+Example::
+
+    simcse eval --model princeton-nlp/unsup-simcse-bert-base-uncased --data-dir data --output results.json
+    simcse eval --model runs/a --model runs/b --tasks STSBenchmark --plot align_uniform.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from simcse.cli import CommandError, configure_logging, one_line, run_command
+from simcse.data_dir import resolve_data_dir
+from simcse.io import atomic_write_text
+from simcse.pooling import POOLERS
+from simcse.sts import TASKS, STSTask, load_task
+
+logger = logging.getLogger(__name__)
+
+JSON_FORMAT_VERSION = 1
+DESCRIPTION = "Evaluate sentence encoders on STS12-16, STS-B and SICK-R (SentEval protocol, as in the SimCSE paper)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the evaluation options to ``parser`` (shared by ``simcse eval`` and ``eval/evaluate.py``)."""
+    parser.add_argument(
+        "--model", required=True, action="extend", nargs="+", metavar="PATH_OR_NAME",
+        help="model folder or hub name (ours, sentence-transformers or plain Hugging Face); repeat to compare",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pooler", choices=POOLERS, default=None,
+        help="pooling mode; default: the folder's own choice, else cls (with the checkpoint's pooler as head)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tasks", nargs="+", default=list(TASKS), metavar="TASK",
+        help=f"task names ({', '.join(TASKS)}) or custom STS files (sentence1<TAB>sentence2<TAB>score, 0-5)",
+    )  # fmt: skip
+    parser.add_argument("--data-dir", default=None, help="data directory (default: $SIMCSE_DATA_DIR, else ./data)")
+    parser.add_argument("--stsb-split", choices=("dev", "test"), default="test", help="STS-B split (default: test)")
+    parser.add_argument(
+        "--sick-mode", choices=("test", "dev", "full"), default="test",
+        help="SICK-R pairs: test (SentEval, the paper), dev (trial) or full (MTEB: all 9,927)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass (default: 64)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--no-align-uniform", dest="align_uniform", action="store_false",
+        help="skip alignment and uniformity (they need the STS-B split from the data directory)",
+    )  # fmt: skip
+    parser.add_argument("--output", default=None, metavar="JSON", help="write every score and setting to this file")
+    parser.add_argument(
+        "--plot", default=None, metavar="PNG", help="write an alignment-uniformity scatter plot, one point per model"
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    parser.set_defaults(func=run_eval)
+    return parser
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``eval`` on the ``simcse`` command's subparsers."""
+    parser = subparsers.add_parser("eval", help="evaluate encoders on STS12-16, STS-B, SICK-R", description=DESCRIPTION)
+    return add_arguments(parser)
+
+
+def load_tasks(args: argparse.Namespace) -> dict[str, STSTask]:
+    """Read every requested task (and STS-B for alignment/uniformity) before any model is loaded."""
+    tasks = {
+        t: load_task(t, args.data_dir, stsb_split=args.stsb_split, sick_mode=args.sick_mode)
+        for t in dict.fromkeys(args.tasks)
+    }
+    names = [t.name for t in tasks.values()]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise CommandError(f"several --tasks entries are named {', '.join(clash)}; rename the files")
+    if args.align_uniform and "STSBenchmark" not in tasks:
+        try:
+            load_task("STSBenchmark", args.data_dir, stsb_split=args.stsb_split)
+        except FileNotFoundError as err:
+            hint = "alignment/uniformity use STS-B; --no-align-uniform skips them"
+            raise CommandError(f"{one_line(err)} ({hint})") from err
+    return tasks
+
+
+def load_encoder(name: str, pooler: str | None, device: str) -> Any:
+    """Load one model, turning loader failures into one message that names the model."""
+    from simcse.encoder import Encoder
+
+    try:
+        encoder = Encoder.from_pretrained(name, pooler=pooler)  # type: ignore[arg-type]
+    except (OSError, ValueError) as err:
+        where = "" if os.path.exists(name) else " (no such local folder; tried the Hugging Face hub)"
+        raise CommandError(f"cannot load model {name!r}{where}: {one_line(err)}") from err
+    logger.info("evaluating %s (pooler %s)", name, encoder.pooler)
+    return encoder.to(device).eval()
+
+
+def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask], device: str) -> dict[str, Any]:
+    """Evaluate one model; returns its JSON record (model settings plus :func:`evaluate_sts`'s result)."""
+    from simcse.sts_eval import evaluate_sts
+
+    encoder = load_encoder(name, args.pooler, device)
+    start = time.perf_counter()
+    result = evaluate_sts(
+        lambda sentences: encoder.encode(sentences, batch_size=args.batch_size, show_progress_bar=args.progress),
+        list(tasks),
+        data_dir=args.data_dir,
+        stsb_split=args.stsb_split,
+        sick_mode=args.sick_mode,
+        align_uniform=args.align_uniform,
+        loaded=tasks,
+    )
+    record = {
+        "model": name,
+        "pooler": encoder.pooler,
+        "head": encoder.head is not None and encoder.pooler != "cls_before_pooler",
+        "normalize": encoder.normalize,
+        "max_seq_length": encoder.max_seq_length,
+        "dim": encoder.dim,
+        **result,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    return record
+
+
+def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The run's settings and library versions, as recorded in the JSON file."""
+    import torch
+    import transformers
+
+    from simcse import __version__
+
+    return {
+        "tasks": list(args.tasks),
+        "data_dir": resolve_data_dir(args.data_dir),
+        "stsb_split": args.stsb_split,
+        "sick_mode": args.sick_mode,
+        "batch_size": args.batch_size,
+        "device": device,
+        "pooler_override": args.pooler,
+        "align_uniform": args.align_uniform,
+        "protocol": "SentEval: cosine, Spearman x 100; STS12-16 headline = all subsets pooled",
+        "versions": {
+            "simcse": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def plot_align_uniform(records: Sequence[dict[str, Any]], path: str) -> None:
+    """Write the SimCSE paper's Fig. 2-style scatter: uniformity (x) vs alignment (y), lower is better."""
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
+
+    fig = Figure(figsize=(6.4, 4.8), dpi=150)
+    ax = fig.subplots()
+    for r in records:
+        x, y = r["uniformity"], r["alignment"]
+        ax.scatter([x], [y], s=70, edgecolors="black", zorder=3)
+        label = f"{_short_name(r['model'])} ({r['pooler']})\nSTS avg. {r['avg']:.2f}"
+        ax.annotate(label, (x, y), xytext=(7, 5), textcoords="offset points", fontsize=8)
+    ax.set_xlabel("uniformity (lower is better)")
+    ax.set_ylabel("alignment (lower is better)")
+    ax.set_title(f"Alignment vs uniformity, STS-B {records[0]['align_uniform_split']}")
+    ax.grid(True, alpha=0.3)
+    ax.margins(0.25)
+    fig.tight_layout()
+    base, ext = os.path.splitext(path)
+    tmp = f"{base}.tmp-{os.getpid()}{ext}"  # same extension so matplotlib picks the format
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _short_name(model: str) -> str:
+    # a local folder is named by its last two parts ("runs/unsup/best" -> "unsup/best"), a hub model in full
+    if not os.path.isdir(model):
+        return model
+    parts = os.path.normpath(os.path.abspath(model)).split(os.sep)
+    return "/".join(parts[-2:])
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run ``simcse eval``: load the data, evaluate each model, print tables, write JSON and plot."""
+    import torch
+
+    from simcse.sts_eval import format_table
+
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.plot and not args.align_uniform:
+        raise CommandError("--plot needs alignment and uniformity; drop --no-align-uniform")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tasks = load_tasks(args)  # fail on bad data before spending time on a model
+    records = []
+    for name in dict.fromkeys(args.model):
+        record = evaluate_model(name, args, tasks, device)
+        records.append(record)
+        print(f"{name} (pooler {record['pooler']})\n{format_table(record)}\n", flush=True)
+    if args.output:
+        report = {"format_version": JSON_FORMAT_VERSION, "settings": settings(args, device), "models": records}
+        atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
+        logger.info("wrote %s", args.output)
+    if args.plot:
+        plot_align_uniform(records, args.plot)
+        logger.info("wrote %s", args.plot)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Entry point of ``eval/evaluate.py`` (the same options as ``simcse eval``)."""
+    parser = add_arguments(argparse.ArgumentParser(prog=prog, description=DESCRIPTION))
+    args = parser.parse_args(argv)
+    configure_logging()
+    return run_command(args, parser.prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
