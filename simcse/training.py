@@ -131,8 +131,14 @@ def _truncate_metrics(path: str, step: int) -> None:
         atomic_write_text(path, "".join(kept))
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
     """Train per ``cfg``; the best model by STS-B dev is saved to ``<output_dir>/model``.
+
+    Args:
+        cfg: The run's config.
+        resume: Continue from the newest complete checkpoint in ``cfg.output_dir``.
+        stop_after: Stop (with a checkpoint) after this global step, as a pre-emption would;
+            the learning-rate schedule still spans the full run.
 
     Returns the final trainer state (best metric and step, last step, counters).
     """
@@ -187,6 +193,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         state["step"] = done = step + 1
         progress.update(1)
         record: dict[str, Any] = {"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+        stop.requested |= done == stop_after
         if done % cfg.eval_steps == 0 or done == total or stop.requested:
             record.update(_evaluate(accelerator, model, evaluator, cfg, state, done))
         if accelerator.is_main_process:

@@ -13,13 +13,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
 
-_WORDS = """the a an of and to in is was for on that with as by at from it his her he she they are be this which
-or not have has had but were one all their there been when who would more after also can other into its
-first new some time than only two three man woman men women people child children dog cat boy girl
-playing plays play guitar piano ball running runs run walking walks walk sitting sits sit standing stands
-eating eats eat riding rides ride car bike horse water street park house table chair food bread
-red blue green black white small large big little old young good bad same different similar very
-is are was were will said says news today year years day days government police world city country
+_WORDS = """
+the a an of and to in is was for on that with as by at from it his her he she they are be this which
+or not have has had but were one all their there been when who would more after also can other into
+its first new some time than only two three man woman men women people child children dog cat boy
+girl playing plays play guitar piano ball running runs run walking walks walk sitting sits sit
+standing stands eating eats eat riding rides ride car bike horse water street park house table chair
+food bread red blue green black white small large big little old young good bad same different
+similar very is are was were will said says news today year years day days government police world
+city country
 """.split()
 
 
@@ -31,10 +33,10 @@ def build_tokenizer(folder: str):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *[f"##{c}" for c in chars]]
     vocab += [w for w in dict.fromkeys(_WORDS) if w not in vocab]
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "vocab.txt")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(vocab) + "\n")
-    return BertTokenizerFast(vocab_file=path, do_lower_case=True, model_max_length=128)
+    # transformers 5 takes the vocabulary as a dict (its `vocab_file` keyword is silently ignored)
+    tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True, model_max_length=128)
+    assert len(tok) == len(vocab), "tokenizer did not take the vocabulary"
+    return tok
 
 
 def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True) -> str:

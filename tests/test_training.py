@@ -1,0 +1,246 @@
+"""Training: one forward over all views, cross-process equivalence, resume, saved-folder readers, bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from simcse.config import load_config
+from simcse.data import BatchSchedule, DataError
+from simcse.model import build_model
+from simcse.train_data import load_training_views
+from simcse.training import compute_loss, embed_views, train
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORDS = "a man is playing the guitar woman dog runs in park child eats bread red car old house".split()
+
+
+def write_corpus(path, n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 12)))) for _ in range(n)]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return lines
+
+
+def write_triplets(path, n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sent0", "sent1", "hard_neg"])
+        for _ in range(n):
+            w.writerow([" ".join(rng.choice(WORDS, size=int(rng.integers(3, 10)))) for _ in range(3)])
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    write_corpus(path)
+    return str(path)
+
+
+@pytest.fixture
+def triplets(tmp_path):
+    path = tmp_path / "nli.csv"
+    write_triplets(path)
+    return str(path)
+
+
+def cfg_for(model_dir, train_file, tmp_path, **kw):
+    base = dict(
+        model_name_or_path=model_dir, train_file=train_file, batch_size=8, max_seq_len=16,
+        output_dir=str(tmp_path / "run"), eval_steps=1000, learning_rate=1e-3,
+    )  # fmt: skip
+    base.update(kw)
+    return load_config(None, base)
+
+
+def test_unsup_step_is_one_forward_over_2n_rows(tiny_model_dir, corpus, tmp_path):
+    cfg = cfg_for(tiny_model_dir, corpus, tmp_path)
+    model = build_model(cfg).train()
+    views = load_training_views(cfg, model.encoder.tokenizer, verbose=False)
+    batch = views.collate(list(range(8)))
+    calls = []
+    hook = model.encoder.model.register_forward_hook(
+        lambda m, args, kwargs, out: calls.append(kwargs), with_kwargs=True
+    )
+    z = embed_views(model, batch, cfg)
+    hook.remove()
+    assert len(calls) == 1 and calls[0]["input_ids"].shape[0] == 16
+    assert z.shape == (2, 8, 32)
+    assert torch.equal(batch["input_ids"][:8], batch["input_ids"][8:])  # the same sentences twice
+    assert (z[0] - z[1]).abs().max() > 1e-4  # dropout makes the views differ
+
+
+def test_views_identical_without_dropout(tiny_model_dir, corpus, tmp_path):
+    cfg = cfg_for(tiny_model_dir, corpus, tmp_path, dropout=0.0)
+    model = build_model(cfg).train()
+    views = load_training_views(cfg, model.encoder.tokenizer, verbose=False)
+    z = embed_views(model, views.collate(list(range(8))), cfg)
+    torch.testing.assert_close(z[0], z[1], atol=1e-6, rtol=0)
+
+
+def test_same_dropout_mask_ablation_gives_identical_views(tiny_model_dir, corpus, tmp_path):
+    cfg = cfg_for(tiny_model_dir, corpus, tmp_path, same_dropout_mask=True)
+    model = build_model(cfg).train()
+    views = load_training_views(cfg, model.encoder.tokenizer, verbose=False)
+    z = embed_views(model, views.collate(list(range(8))), cfg)
+    assert torch.equal(z[0], z[1])
+
+
+def test_batch_schedule_splits_global_batch_by_rank():
+    one = BatchSchedule(100, 16, 1, seed=3)
+    two = BatchSchedule(100, 8, 2, seed=3)
+    for step in (0, 5, 6, 7):  # crosses an epoch boundary (6 steps per epoch)
+        assert np.array_equal(one.rows(step, 0), np.concatenate([two.rows(step, 0), two.rows(step, 1)]))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_probe(n_proc, out, overrides):
+    args = [f"--{k}={v}" for k, v in overrides.items()]
+    probe = os.path.join(HERE, "helpers", "grad_probe.py")
+    if n_proc == 1:
+        cmd = [sys.executable, probe, "--out", out, *args]
+    else:
+        # torchrun + Accelerator(cpu=True) gives MULTI_CPU with gloo; this accelerate's
+        # `launch --cpu --num_processes 2` would need mpirun for several CPU processes
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n_proc),
+            "--master_port", str(_free_port()), probe, "--out", out, *args,
+        ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(out)
+
+
+@pytest.mark.parametrize("mode", ["unsup", "triplets"])
+def test_two_processes_equal_one_process_global_batch(tiny_model_dir, corpus, triplets, tmp_path, mode):
+    common = dict(model_name_or_path=tiny_model_dir, dropout=0.0, max_seq_len=16, mode=mode)
+    if mode == "unsup":
+        common["train_file"] = corpus
+    else:
+        common.update(train_file=triplets, hard_negative_weight=0.5, mlp_only_train=False)
+    single = run_probe(1, str(tmp_path / "one.pt"), {**common, "batch_size": 16})
+    double = run_probe(2, str(tmp_path / "two.pt"), {**common, "batch_size": 8})
+    assert single["loss"] == pytest.approx(double["loss"], abs=1e-5)
+    assert single["grads"].keys() == double["grads"].keys()
+    for name, g in single["grads"].items():
+        torch.testing.assert_close(double["grads"][name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(path, "model.safetensors"))
+
+
+def test_resume_equals_uninterrupted(tiny_model_dir, corpus, tmp_path, shared_data):
+    kw = dict(max_steps=6, eval_steps=3, data_dir=shared_data, seed=7)
+    straight = cfg_for(tiny_model_dir, corpus, tmp_path, output_dir=str(tmp_path / "a"), **kw)
+    train(straight)
+    broken = cfg_for(tiny_model_dir, corpus, tmp_path, output_dir=str(tmp_path / "b"), **kw)
+    state = train(broken, stop_after=3)
+    assert state["step"] == 3
+    torch.manual_seed(12345)  # the resumed run must not depend on the RNG state it starts with
+    state = train(broken, resume=True)
+    assert state["step"] == 6
+    a = _weights(os.path.join(tmp_path, "a", "checkpoints", "step-00000006"))
+    b = _weights(os.path.join(tmp_path, "b", "checkpoints", "step-00000006"))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-6, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("mode", ["unsup", "triplets"])
+def test_saved_model_reads_the_same_three_ways(tiny_model_dir, corpus, triplets, tmp_path, shared_data, mode):
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoTokenizer
+
+    from simcse import Encoder
+
+    train_file = corpus if mode == "unsup" else triplets
+    cfg = cfg_for(
+        tiny_model_dir, train_file, tmp_path, mode=mode, max_steps=2, eval_steps=2,
+        data_dir=shared_data, mlp_only_train=mode == "unsup",
+    )  # fmt: skip
+    train(cfg)
+    folder = os.path.join(cfg.output_dir, "model")
+    sentences = ["a man is playing the guitar", "the dog runs", "an old red car in the park today"]
+    ours = Encoder.from_pretrained(folder).encode(sentences)
+    st = SentenceTransformer(folder, device="cpu").encode(sentences)
+    np.testing.assert_allclose(st, ours, atol=1e-5)
+    tok, hf = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        out = hf(**tok(sentences, padding=True, return_tensors="pt"))
+    hf_emb = out.last_hidden_state[:, 0] if mode == "unsup" else out.pooler_output
+    np.testing.assert_allclose(hf_emb.numpy(), ours, atol=1e-5)
+    assert os.path.isdir(os.path.join(folder, "2_Dense")) == (mode != "unsup")
+
+
+def test_resolved_config_saved_and_unknown_keys_rejected(tiny_model_dir, corpus, tmp_path, shared_data):
+    import yaml
+
+    cfg = cfg_for(tiny_model_dir, corpus, tmp_path, max_steps=1, eval_steps=1, data_dir=shared_data)
+    train(cfg)
+    with open(os.path.join(cfg.output_dir, "config.yaml"), encoding="utf-8") as f:
+        saved = yaml.safe_load(f)
+    assert saved["max_steps"] == 1 and saved["temperature"] == 0.05
+    with pytest.raises(ValueError, match="unknown config key 'temprature'.*temperature"):
+        load_config(None, {"temprature": "0.1"})
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("learning_rate: 1e-5\nbatchsize: 3\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown config key 'batchsize'"):
+        load_config(str(bad_yaml))
+    with pytest.raises(ValueError, match="batch_size='many'"):
+        load_config(None, {"batch_size": "many"})
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "message"),
+    [
+        (b"", "unsup", "no sentences"),
+        (b"\n  \n\n", "unsup", "no sentences"),
+        (b"good line\nbad \xff\xfe line\n", "unsup", r":2: invalid UTF-8"),
+        (b"", "pairs", "file is empty"),
+        (b"premise,hypothesis\na,b\n", "pairs", r":1: header .* lacks column\(s\) sent0,sent1"),
+        (b"sent0,sent1\na,b\n", "triplets", r":1: header .* lacks column\(s\) hard_neg"),
+        (b"sent0,sent1,hard_neg\na,b,c\nd,e\n", "triplets", r":3: expected 3 fields, found 2"),
+        (b"sent0,sent1,hard_neg\na,b,c\nd,,f\n", "triplets", r":3: empty field\(s\) sent1"),
+    ],
+)
+def test_bad_training_data_names_file_and_line(tiny_model_dir, tmp_path, content, mode, message):
+    path = tmp_path / ("data.csv" if mode != "unsup" else "data.txt")
+    path.write_bytes(content)
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "keep.txt").write_text("earlier result")
+    cfg = cfg_for(tiny_model_dir, str(path), tmp_path, mode=mode, mlp_only_train=mode == "unsup")
+    with pytest.raises(DataError, match=message) as err:
+        train(cfg)
+    assert str(path) in str(err.value)
+    assert sorted(os.listdir(run)) == ["model"]  # nothing new, nothing half-written
+    assert (run / "model" / "keep.txt").read_text() == "earlier result"
+
+
+def test_mlm_auxiliary_loss_runs_and_adds(tiny_model_dir, corpus, tmp_path):
+    torch.manual_seed(0)
+    cfg = cfg_for(tiny_model_dir, corpus, tmp_path, do_mlm=True, dropout=0.0)
+    model = build_model(cfg).train()
+    views = load_training_views(cfg, model.encoder.tokenizer, verbose=False)
+    batch = views.collate(list(range(8)))
+    with_mlm = compute_loss(model, batch, cfg, model.encoder.tokenizer)
+    plain = compute_loss(model, batch, load_config(None, {**vars(cfg), "do_mlm": False}), model.encoder.tokenizer)
+    # MLM cross-entropy over a random 30-token vocabulary is about log(V) > 0, weighted by 0.1
+    assert float(with_mlm - plain) > 0.1 * 1.0
