@@ -289,7 +289,8 @@ class Encoder(nn.Module):
             }
             with open(os.path.join(tmp, SIMCSE_CONFIG), "w", encoding="utf-8") as f:
                 json.dump(cfg, f, indent=2)
-            if not write_st_layout(tmp, pooler, int(self.model.config.hidden_size), head, self.max_seq_length):
+            hidden = int(self.model.config.hidden_size)
+            if not write_st_layout(tmp, pooler, hidden, head, self.max_seq_length, self.normalize):
                 logger.warning("pooler %s has no sentence-transformers equivalent; no modules.json written", pooler)
             for name, text in (extra_files or {}).items():
                 with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:

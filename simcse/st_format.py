@@ -104,12 +104,13 @@ def read_st_layout(name_or_path: str, modules_file: str) -> STLayout:
 
 
 def write_st_layout(
-    path: str, pooler: str, hidden_size: int, head: DenseHead | None, max_seq_length: int
+    path: str, pooler: str, hidden_size: int, head: DenseHead | None, max_seq_length: int, normalize: bool = False
 ) -> bool:
     """Write ``modules.json`` and module folders so sentence-transformers loads ``path``.
 
-    The transformer weights and tokenizer must already be in ``path``. Returns False (and writes
-    nothing) for poolers sentence-transformers cannot express exactly.
+    The transformer weights and tokenizer must already be in ``path``. ``normalize`` appends a
+    ``Normalize`` module. Returns False (and writes nothing) for poolers sentence-transformers
+    cannot express exactly.
     """
     if pooler not in ("cls", "cls_before_pooler", "avg"):
         return False
@@ -138,6 +139,11 @@ def write_st_layout(
         tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
         save_file(tensors, os.path.join(path, "2_Dense", "model.safetensors"))
         modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    if normalize:
+        n = len(modules)
+        modules.append(
+            {"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
     _write_json(os.path.join(path, "modules.json"), modules)
     st_config = {"max_seq_length": max_seq_length, "do_lower_case": False}
     _write_json(os.path.join(path, "sentence_bert_config.json"), st_config)
