@@ -16,9 +16,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-# "module:function" of every subcommand's add_*_parser, imported lazily so one broken or slow
-# command does not affect the others.
-COMMANDS: tuple[str, ...] = ("simcse.eval_cli:add_eval_parser",)
+# "module:function" of every subcommand's add_*_parser, imported when the parser is built so that
+# importing this module stays cheap.
+COMMANDS: tuple[str, ...] = ("simcse.train_cli:add_train_parser", "simcse.eval_cli:add_eval_parser")
 
 # Errors a user can cause and fix (a path, a file's content, a value); anything else is a bug and
 # keeps its traceback.
@@ -48,13 +48,27 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (it may be swapped, e.g. by tests)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+_HANDLER = _StderrHandler()
+_HANDLER.setFormatter(logging.Formatter("%(message)s"))
+
+
 def configure_logging(verbose: bool = False) -> None:
     """Send this package's log records to stderr (the library itself never configures logging)."""
     logger = logging.getLogger("simcse")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    if _HANDLER not in logger.handlers:
+        logger.addHandler(_HANDLER)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 

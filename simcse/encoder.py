@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse.heads import DenseHead, head_from_hf_pooler
-from simcse.hub import resolve_file
+from simcse.hub import resolve_file, resolve_model_name
 from simcse.io import atomic_dir
+from simcse.model_folder import check_loading_info, check_model_path, check_transformer_folder
 from simcse.pooling import Pooler, needs_hidden_states, pool, validate_pooler
 from simcse.st_format import read_st_layout, write_st_layout
 
@@ -75,7 +76,8 @@ class Encoder(nn.Module):
         """Load a folder saved by this project, a sentence-transformers model, or any HF encoder.
 
         Args:
-            name_or_path: Local folder or hub name.
+            name_or_path: Local folder, hub name, or ``pkg:<module>`` for a model shipped in a Python
+                package (see :func:`simcse.hub.resolve_model_name`).
             pooler: Pooling mode; defaults to the folder's own choice, else ``cls`` (which uses the
                 checkpoint's pooler layer as head when it has one, as SimCSE's evaluation does).
             max_seq_length: Truncation length for ``encode``; defaults to the folder's setting.
@@ -83,18 +85,14 @@ class Encoder(nn.Module):
         """
         from transformers import AutoModel, AutoTokenizer
 
-        if os.path.isfile(name_or_path):
-            raise ValueError(f"{name_or_path}: is a file; expected a model folder or hub name")
-        markers = ("config.json", "modules.json")
-        if os.path.isdir(name_or_path) and not any(os.path.isfile(os.path.join(name_or_path, m)) for m in markers):
-            raise FileNotFoundError(f"{name_or_path}: not a model folder (no config.json or modules.json found)")
+        name_or_path = resolve_model_name(name_or_path)
+        check_model_path(name_or_path)
         head: DenseHead | None = None
         normalize, subfolder, folder_max_len, chosen = False, "", None, None
         own_cfg = resolve_file(name_or_path, SIMCSE_CONFIG)
         st_modules = None if own_cfg else resolve_file(name_or_path, "modules.json")
         if own_cfg is not None:
-            with open(own_cfg, encoding="utf-8") as f:
-                cfg = json.load(f)
+            cfg = _read_own_config(own_cfg)
             chosen, folder_max_len, normalize = cfg["pooler"], cfg.get("max_seq_length"), cfg.get("normalize", False)
             if cfg.get("head"):
                 head = _load_head(name_or_path, cfg["head"])
@@ -103,7 +101,15 @@ class Encoder(nn.Module):
             chosen, head, normalize = layout.pooler, layout.head, layout.normalize
             subfolder, folder_max_len = layout.transformer_subfolder, layout.max_seq_length
         kwargs = {"subfolder": subfolder} if subfolder else {}
-        model = AutoModel.from_pretrained(name_or_path, **kwargs, **model_kwargs)
+        if os.path.isdir(name_or_path):
+            check_transformer_folder(os.path.join(name_or_path, subfolder) if subfolder else name_or_path)
+        try:
+            model, info = AutoModel.from_pretrained(name_or_path, **kwargs, **model_kwargs, output_loading_info=True)
+        except Exception as err:  # e.g. a truncated weights file: the library's message omits the folder
+            if not os.path.isdir(name_or_path) or name_or_path in str(err):
+                raise
+            raise OSError(f"{name_or_path}: cannot load the model ({type(err).__name__}: {err})") from err
+        check_loading_info(name_or_path, model, info)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
         pooler = validate_pooler(pooler or chosen or "cls")
         if head is None and own_cfg is None and st_modules is None and pooler == "cls":
@@ -297,12 +303,26 @@ class Encoder(nn.Module):
                     f.write(text)
 
 
+def _read_own_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read ({err})") from None
+    if not isinstance(cfg, dict) or "pooler" not in cfg:
+        raise ValueError(f"{path}: expected a JSON object with a 'pooler' entry")
+    return cfg
+
+
 def _load_head(name_or_path: str, cfg: dict[str, Any]) -> DenseHead:
     from safetensors.torch import load_file
 
     weights = resolve_file(name_or_path, HEAD_WEIGHTS)
     if weights is None:
         raise FileNotFoundError(f"{name_or_path}: {SIMCSE_CONFIG} names a head but {HEAD_WEIGHTS} is missing")
-    head = DenseHead(cfg["in_features"], cfg["out_features"], cfg["activation"])
-    head.load_state_dict(load_file(weights))
+    try:
+        head = DenseHead(cfg["in_features"], cfg["out_features"], cfg["activation"])
+        head.load_state_dict(load_file(weights))
+    except Exception as err:  # a damaged file, a shape or key that does not match the config
+        raise ValueError(f"{weights}: cannot load the head described in {SIMCSE_CONFIG} ({err})") from err
     return head

