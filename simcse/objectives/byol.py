@@ -25,8 +25,14 @@ class Predictor(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """``(..., dim) -> (..., dim)``; leading dimensions are flattened for batch norm."""
-        return self.net(z.reshape(-1, z.shape[-1])).reshape(z.shape)  # (..., dim)
+        """``(n, dim) -> (n, dim)``, or ``(n, views, dim) -> (n, views, dim)``.
+
+        Stacked views are predicted one view at a time, so batch norm uses each view's own batch
+        statistics, as in the papers' separate forward passes per view.
+        """
+        if z.ndim == 2:
+            return self.net(z)  # (n, dim)
+        return torch.stack([self.net(z[:, v]) for v in range(z.shape[1])], dim=1)  # (n, views, dim)
 
 
 def _check_two_views(*tensors: torch.Tensor) -> None:
