@@ -4,29 +4,44 @@ A checkpoint folder ``checkpoints/step-00000125`` holds Accelerate's state (mode
 scheduler, every process's RNG states) and ``trainer_state.json`` (step, best metric, counters).
 The data position is the step itself (:class:`simcse.data.BatchSchedule` is a function of it).
 A folder is complete exactly when it has its final name: a run killed while writing leaves only a
-``.tmp-*`` folder, which resume ignores with a warning.
+``.tmp-*`` folder, which resume ignores with a warning and the next save removes. Old checkpoints
+are pruned only after the new one is in place, by a rename out of the way and then a delete, so a
+``step-*`` folder is never half-deleted either.
+
+The best model (``<output_dir>/model``) is written before the checkpoint of its step, so after a
+crash it can be newer than the checkpoint resumed from: :func:`reconcile_best` then takes its
+recorded score as the best so far, so the bookkeeping always describes the folder on disk.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
 from typing import Any
 
-from simcse.io import atomic_write_text
+from simcse.io import atomic_write_text, fsync_tree
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
+BEST_FILE = "best_metric.json"  # written into <output_dir>/model beside the weights
 _NAME = re.compile(r"^step-(\d+)$")
 
 
 def checkpoint_root(output_dir: str) -> str:
     """Folder holding the run's checkpoints."""
     return os.path.join(output_dir, "checkpoints")
+
+
+def _remove(path: str) -> None:
+    """Rename ``path`` to a ``.tmp-*`` name (atomic), then delete it: it is never seen half-deleted."""
+    trash = os.path.join(os.path.dirname(path), f".tmp-removing-{os.path.basename(path)}")
+    os.replace(path, trash)  # (no such folder is left over: save_checkpoint cleared every .tmp-* first)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def save_checkpoint(accelerator: Any, output_dir: str, step: int, state: dict[str, Any], keep_last_n: int) -> str:
@@ -36,17 +51,20 @@ def save_checkpoint(accelerator: Any, output_dir: str, step: int, state: dict[st
     tmp = os.path.join(root, f".tmp-step-{step:08d}")
     if accelerator.is_main_process:
         os.makedirs(root, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed mid-write
+        for name in os.listdir(root):
+            if name.startswith(".tmp-"):  # left by a run killed mid-write
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         atomic_write_text(os.path.join(tmp, STATE_FILE), json.dumps({**state, "step": step}, indent=2))
-        if os.path.exists(final):
-            shutil.rmtree(final)
+        fsync_tree(tmp)  # durable before it gets its final name (a power cut, not only a kill)
+        if os.path.exists(final):  # a step run again after resuming from an older checkpoint
+            _remove(final)
         os.replace(tmp, final)
         for old in list_checkpoints(output_dir)[:-keep_last_n]:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     accelerator.wait_for_everyone()
     return final
 
@@ -63,18 +81,51 @@ def list_checkpoints(output_dir: str) -> list[str]:
         if match and os.path.isfile(os.path.join(path, STATE_FILE)):
             found.append((int(match.group(1)), path))
         elif name.startswith(".tmp-"):
-            logger.warning("ignoring partial checkpoint %s (the run stopped while writing it)", path)
+            logger.warning("ignoring %s, left by a run stopped while writing or pruning checkpoints", path)
     return [p for _, p in sorted(found)]
 
 
 def load_latest(accelerator: Any, output_dir: str) -> dict[str, Any] | None:
-    """Restore the newest complete checkpoint into the prepared objects; return its trainer state."""
+    """Restore the newest checkpoint that loads into the prepared objects; return its trainer state.
+
+    A checkpoint that fails to load (a file damaged after it was written) is skipped with a
+    warning in favour of the one before; if none loads, the error says so rather than starting over.
+    """
     checkpoints = list_checkpoints(output_dir)
-    if not checkpoints:
+    for path in reversed(checkpoints):
+        try:
+            with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
+                state = json.load(f)
+            accelerator.load_state(path)
+        except Exception as err:  # whatever the damage (truncated pickle, bad header), try the next one
+            logger.warning("cannot load checkpoint %s (%s: %s); trying the one before", path, type(err).__name__, err)
+            continue
+        logger.info("resumed from %s (step %d)", path, state["step"])
+        return state
+    if checkpoints:
+        raise RuntimeError(f"{checkpoint_root(output_dir)}: none of the {len(checkpoints)} checkpoints could be loaded")
+    return None
+
+
+def read_best(output_dir: str) -> dict[str, Any] | None:
+    """The ``{"step", "metric", "value"}`` record saved with the best model, or None."""
+    path = os.path.join(output_dir, "model", BEST_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
         return None
-    latest = checkpoints[-1]
-    accelerator.load_state(latest)
-    with open(os.path.join(latest, STATE_FILE), encoding="utf-8") as f:
-        state = json.load(f)
-    logger.info("resumed from %s (step %d)", latest, state["step"])
-    return state
+
+
+def reconcile_best(output_dir: str, state: dict[str, Any]) -> None:
+    """After resuming, make ``state``'s best metric and step describe ``<output_dir>/model``."""
+    best = read_best(output_dir)
+    if best is not None and best["step"] > state["step"]:
+        logger.warning(
+            "%s was saved at step %d, after the checkpoint (step %d); it stays the best so far (%s %.4f)",
+            os.path.join(output_dir, "model"), best["step"], state["step"], best["metric"], best["value"],
+        )  # fmt: skip
+        state["best_metric"], state["best_step"] = best["value"], best["step"]
+    elif best is None and state.get("best_step", -1) >= 0:
+        logger.warning("%s is missing; the next evaluation will write it", os.path.join(output_dir, "model"))
+        state["best_metric"], state["best_step"] = -math.inf, -1

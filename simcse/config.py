@@ -84,6 +84,8 @@ class TrainConfig:
             (self.grad_cache_chunk_size >= 0, "grad_cache_chunk_size must be >= 0"),
             (self.train_file is not None or self.dataset_name is not None, "give train_file or dataset_name"),
             (self.keep_last_n >= 1, f"keep_last_n must be >= 1, got {self.keep_last_n}"),
+            (self.checkpoint_steps >= 0, f"checkpoint_steps must be >= 0, got {self.checkpoint_steps}"),
+            (self.max_nonfinite_steps >= 1, f"max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -109,9 +111,12 @@ def _convert(name: str, value: Any, source: str) -> Any:
         return None
     target = args[0] if optional and len(args) == 1 else hint
     try:
+        if isinstance(value, (dict, list)) and get_origin(target) is not tuple:
+            raise ValueError(f"expected a single value, got a {type(value).__name__}")
         if get_origin(target) is Literal:
             if value not in get_args(target):
-                raise ValueError(f"must be one of {get_args(target)}")
+                quote = " (YAML reads unquoted yes/no/on/off as booleans: quote it)" if isinstance(value, bool) else ""
+                raise ValueError(f"must be one of {get_args(target)}{quote}")
             return value
         if get_origin(target) is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
@@ -124,6 +129,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
             if str(value).lower() in ("false", "0", "no"):
                 return False
             raise ValueError("expected true or false")
+        if target in (int, float) and isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value}")
         if target is int and isinstance(value, float) and not value.is_integer():
             raise ValueError("expected an integer")
         return target(value)
@@ -143,21 +150,31 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
     values: dict[str, Any] = {}
     if path is not None:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: config file not found")
+            raise FileNotFoundError(f"{path}: config file {'is a directory' if os.path.isdir(path) else 'not found'}")
+        with open(path, "rb") as f:
+            raw = f.read()
         try:
-            with open(path, encoding="utf-8") as f:
-                loaded = yaml.safe_load(f) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from None
+            loaded = yaml.safe_load(raw.decode("utf-8")) or {}
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise ValueError(f"{path}:{line}: invalid UTF-8 ({err.reason})") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            raise ValueError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping of config keys")
         for key, value in loaded.items():
-            _check_key(key, path)
+            _check_key(str(key), path)
             values[key] = _convert(key, value, path)
     for key, value in (overrides or {}).items():
         _check_key(key, "command line")
         values[key] = _convert(key, value, "command line")
-    return TrainConfig(**values)
+    try:
+        return TrainConfig(**values)
+    except ValueError as err:  # a value of the right type but out of range: say where it came from
+        sources = [s for s, given in ((path, path), ("command line", overrides)) if given]
+        raise ValueError(f"{' + '.join(sources) or 'config'}: {err}") from None
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:
@@ -168,8 +185,8 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
         arg = args[i]
         if not arg.startswith("--"):
             raise ValueError(f"command line: expected --key value, got {arg!r}")
-        key = arg[2:].replace("-", "_")
-        if "=" in key:
+        key = arg[2:]
+        if "=" in key:  # only the key's dashes become underscores: the value (a path, 1e-3) is kept
             key, value = key.split("=", 1)
             i += 1
         elif i + 1 < len(args) and not args[i + 1].startswith("--"):
@@ -178,7 +195,7 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
         else:
             value = "true"  # a bare --flag sets a boolean
             i += 1
-        out[key] = value
+        out[key.replace("-", "_")] = value
     return out
 
 

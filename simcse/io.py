@@ -1,12 +1,61 @@
-"""Crash-safe file output: build next to the target, then rename into place."""
+"""Crash-safe file output: build next to the target, then rename into place.
+
+A folder cannot replace a non-empty folder in one rename, so :func:`atomic_dir` moves the old one
+aside first; a process killed between the two renames leaves ``.NAME.old-*`` beside a missing
+``NAME``. :func:`recover` puts it back, and every :func:`atomic_dir` calls it first.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+
+logger = logging.getLogger(__name__)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def recover(path: str) -> None:
+    """Repair what an interrupted :func:`atomic_dir` or :func:`atomic_write_text` left beside ``path``.
+
+    A missing ``path`` with a ``.NAME.old-*`` sibling gets the old version back; leftover temporary
+    siblings (``.NAME.tmp-*``, and ``.NAME.old-*`` once ``path`` exists) are removed.
+    """
+    parent, name = os.path.split(os.path.abspath(path))
+    olds = sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.old-*")), key=os.path.getmtime)
+    if olds and not os.path.exists(path):
+        logger.warning("%s: restoring the previous version from %s (a save was interrupted)", path, olds[-1])
+        os.replace(olds.pop(), path)
+    for stale in [*olds, *glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.tmp-*"))]:
+        logger.warning("removing %s, left by an interrupted save", stale)
+        if os.path.isdir(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(stale)
+
+
+def fsync_tree(path: str) -> None:
+    """Flush every file under ``path`` (and the folders) to disk, so a rename after it is durable."""
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+        with contextlib.suppress(OSError):  # folders cannot be opened on every platform
+            fd = os.open(root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 @contextlib.contextmanager
@@ -17,9 +66,12 @@ def atomic_dir(path: str) -> Iterator[str]:
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
+    recover(path)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would make the result private
     try:
         yield tmp
+        fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -43,6 +95,7 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the result private
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

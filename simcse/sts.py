@@ -155,7 +155,9 @@ def load_sick(root: str, split: str = "test") -> STSTask:
 def load_custom(path: str, low: float = 0.0, high: float = 5.0) -> STSTask:
     """Load a custom file of ``sentence1<TAB>sentence2<TAB>score`` lines (no header; blank lines skipped)."""
     if not os.path.isfile(path):  # checked here: _read_lines' hint about downloading data would mislead
-        raise FileNotFoundError(f"{path}: STS file not found" if not os.path.exists(path) else f"{path}: not a file")
+        kind = "STS file not found" if not os.path.exists(path) else "not a file"
+        kind = "is a directory, expected a file" if os.path.isdir(path) else kind
+        raise FileNotFoundError(f"{path}: {kind}")
     s1, s2, scores = [], [], []
     for i, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
@@ -163,11 +165,13 @@ def load_custom(path: str, low: float = 0.0, high: float = 5.0) -> STSTask:
         cols = line.split("\t")
         if len(cols) != 3:
             raise STSDataError(f"{path}:{i}: expected 3 tab-separated columns, found {len(cols)}")
+        if not cols[0].strip() or not cols[1].strip():
+            raise STSDataError(f"{path}:{i}: empty sentence")
         s1.append(cols[0])
         s2.append(cols[1])
         scores.append(_score(cols[2].strip(), path, i, low, high))
     if not scores:
-        raise STSDataError(f"{path}: no scored pairs")
+        raise STSDataError(f"{path}: no scored pairs (file is empty or blank)")
     name = os.path.splitext(os.path.basename(path))[0]
     return STSTask(name, (_pairs(name, s1, s2, scores),))
 

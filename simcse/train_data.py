@@ -6,7 +6,15 @@ import logging
 from typing import Any
 
 from simcse.config import TrainConfig
-from simcse.data import TokenizedViews, load_hf_examples, read_csv_examples, read_sentences, tokenize_views
+from simcse.data import (
+    MAX_LINE_CHARS,
+    ReadReport,
+    TokenizedViews,
+    load_hf_examples,
+    read_csv_examples,
+    read_sentences,
+    tokenize_views,
+)
 from simcse.data_dir import data_path
 
 logger = logging.getLogger(__name__)
@@ -22,6 +30,7 @@ def load_training_views(cfg: TrainConfig, tokenizer: Any, verbose: bool = True) 
     if len(cfg.columns) < needed:
         raise ValueError(f"mode {cfg.mode} needs {needed} column names, got {cfg.columns}")
     columns = cfg.columns[:needed]
+    report = ReadReport()
     if cfg.dataset_name:
         rows = load_hf_examples(cfg.dataset_name, cfg.dataset_config, cfg.dataset_split, columns)
         source = cfg.dataset_name
@@ -33,11 +42,11 @@ def load_training_views(cfg: TrainConfig, tokenizer: Any, verbose: bool = True) 
             rows = [(s,) for s in sentences]
         else:
             rows, report = read_csv_examples(source, columns, cfg.on_bad_line)
-        if verbose and (report.blank_lines or report.bad_lines):
+        if verbose and (report.blank_lines or report.bad_lines or report.truncated_lines):
             logger.warning(
-                "%s: skipped %d blank and %d bad line(s)%s",
-                source, report.blank_lines, len(report.bad_lines),
-                f"; first: {report.bad_lines[0]}" if report.bad_lines else "",
+                "%s: skipped %d blank and %d bad line(s), cut %d line(s) at %d characters%s",
+                source, report.blank_lines, len(report.bad_lines), report.truncated_lines, MAX_LINE_CHARS,
+                f"; first bad: {report.bad_lines[0]}" if report.bad_lines else "",
             )  # fmt: skip
     if cfg.max_train_samples:
         rows = rows[: cfg.max_train_samples]
@@ -48,4 +57,6 @@ def load_training_views(cfg: TrainConfig, tokenizer: Any, verbose: bool = True) 
         views = [[r[v] for r in rows] for v in range(needed)]
     if verbose:
         logger.info("%s: %d training examples (%s)", source, len(rows), cfg.mode)
-    return tokenize_views(tokenizer, views, cfg.max_seq_len)
+    tokenized = tokenize_views(tokenizer, views, cfg.max_seq_len)
+    tokenized.report = report.counts()
+    return tokenized

