@@ -92,6 +92,9 @@ class TrainConfig:
                 raise ValueError(message)
         if self.hard_negative_weight != 0 and self.mode != "triplets":
             raise ValueError("hard_negative_weight needs mode: triplets")
+        if self.grad_cache_chunk_size and (self.do_mlm or self.same_dropout_mask or self.objective != "infonce"):
+            # the cache re-forwards one view-major batch for the InfoNCE loss; MLM and the ablation add other forwards
+            raise ValueError("grad_cache_chunk_size needs objective infonce, without do_mlm or same_dropout_mask")
 
     @property
     def num_views(self) -> int:

@@ -1,7 +1,8 @@
 """Run one training step's forward/backward (no optimizer step) and save loss and gradients.
 
-Launched by tests with ``accelerate launch --num_processes N --cpu`` or plain python; rank 0
-writes ``{"loss": global mean loss, "grads": {name: tensor}}`` to ``--out``.
+Launched by tests with ``torch.distributed.run --nproc_per_node N`` or plain python; rank 0
+writes ``{"loss": global mean loss, "grads": {name: tensor}}`` to ``--out``. The step is the
+loop's: with ``--grad_cache_chunk_size N`` (a config key) it goes through the gradient cache.
 """
 
 import argparse
@@ -14,7 +15,7 @@ from simcse.config import load_config, parse_overrides
 from simcse.data import BatchSchedule
 from simcse.model import build_model
 from simcse.train_data import load_training_views
-from simcse.training import compute_loss
+from simcse.training import compute_loss, make_grad_cache
 
 
 def main() -> None:
@@ -32,8 +33,13 @@ def main() -> None:
     model = accelerator.prepare(model)
     model.train()
     batch = views.collate(schedule.rows(args.step, accelerator.process_index))
-    loss = compute_loss(model, batch, cfg, tokenizer)
-    accelerator.backward(loss)
+    cache = make_grad_cache(cfg, accelerator)
+    if cache is not None:
+        loss = cache.loss(model, batch)
+        cache.backward(loss)
+    else:
+        loss = compute_loss(model, batch, cfg, tokenizer)
+        accelerator.backward(loss)
     global_loss = accelerator.reduce(loss.detach(), reduction="mean")
     inner = accelerator.unwrap_model(model)
     grads = {n: p.grad.detach().clone() for n, p in inner.named_parameters() if p.grad is not None}
