@@ -117,4 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m simcse.cli` runs this file as __main__, a second copy of the module whose CommandError
+    # differs from the one subcommands raise; the imported module's main catches the right one
+    from simcse.cli import main as package_main
+
+    sys.exit(package_main())

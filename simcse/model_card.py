@@ -66,7 +66,7 @@ def _header(cfg: TrainConfig, name: str, dev: dict[str, Any], test: dict[str, An
     task = {"type": "semantic-similarity", "name": "Semantic Similarity"}
     results = [
         {
-            "task": task,
+            "task": dict(task),  # a copy each time: a shared object would become a YAML anchor
             "dataset": {"name": "STS-B dev (SentEval)", "type": HUB_DATASETS["STSBenchmark"], "split": "validation"},
             "metrics": [_metric("STS-B dev", dev["stsb_dev"])],
         }
@@ -74,7 +74,7 @@ def _header(cfg: TrainConfig, name: str, dev: dict[str, Any], test: dict[str, An
     for task_name, record in (test or {}).get("tasks", {}).items():
         column = PAPER_COLUMNS.get(task_name, task_name)
         dataset = {"name": f"{column} test (SentEval)", "type": HUB_DATASETS.get(task_name, task_name), "split": "test"}
-        results.append({"task": task, "dataset": dataset, "metrics": [_metric(column, record["score"])]})
+        results.append({"task": dict(task), "dataset": dataset, "metrics": [_metric(column, record["score"])]})
     header: dict[str, Any] = {
         "library_name": "sentence-transformers" if cfg.pooler in ST_POOLERS else "transformers",
         "pipeline_tag": "sentence-similarity",

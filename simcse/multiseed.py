@@ -41,7 +41,12 @@ def evaluate_run(
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder = Encoder.from_pretrained(os.path.join(run_dir, "model")).to(device).eval()
-    result = evaluate_sts(lambda s: encoder.encode(s, batch_size=batch_size), list(tasks), data_dir=data_dir)
+    result = evaluate_sts(
+        lambda s: encoder.encode(s, batch_size=batch_size),
+        list(tasks),
+        data_dir=data_dir,
+        align_uniform="STSBenchmark" in tasks,  # measured on STS-B test: only when it is scored
+    )
     add_test_results(run_dir, result)
     return result
 

@@ -80,6 +80,7 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
         x, y = _series(records, key)
         if x:
             ax_sts.plot(x, y, style, markersize=4, label=label)
+            _label_last(ax_sts, x, y, "{:.2f}")
     if ax_sts.lines:
         ax_sts.legend(fontsize=8)
     best_note = f"; best (saved) at step {best_step}" if best_step is not None else ""
@@ -92,6 +93,7 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
         x, y = _series(records, key)
         if x:
             ax.plot(x, y, "o-", color=color, markersize=4)
+            _label_last(ax, x, y, "{:.3f}")
         ax.set_title(what)
 
     for ax in axes.flat:
@@ -107,6 +109,10 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
     fig.tight_layout()
     _save(fig, path)
     return path
+
+
+def _label_last(ax: Any, x: Sequence[int], y: Sequence[float], fmt: str) -> None:
+    ax.annotate(fmt.format(y[-1]), (x[-1], y[-1]), xytext=(-6, 6), textcoords="offset points", ha="right", fontsize=8)
 
 
 def _best_step(records: Sequence[dict[str, Any]]) -> int | None:
