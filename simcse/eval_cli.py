@@ -37,7 +37,14 @@ EPILOG = """examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the evaluation options to ``parser`` (shared by ``simcse eval`` and ``eval/evaluate.py``)."""
+    """Add the evaluation options to ``parser`` (shared by ``simcse eval`` and ``eval/evaluate.py``).
+
+    Args:
+        parser: The parser to extend; its ``func`` default is set to :func:`run_eval`.
+
+    Returns:
+        The same parser.
+    """
     parser.add_argument(
         "--model", required=True, action="extend", nargs="+", metavar="PATH_OR_NAME",
         help="model folder or hub name (ours, sentence-transformers or plain Hugging Face); repeat to compare",
@@ -72,7 +79,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``eval`` on the ``simcse`` command's subparsers."""
+    """Register ``eval`` on the ``simcse`` command's subparsers (see :mod:`simcse.cli`).
+
+    Args:
+        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
+
+    Returns:
+        The ``eval`` subparser.
+    """
     parser = subparsers.add_parser(
         "eval", help="evaluate encoders on STS12-16, STS-B, SICK-R", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -81,7 +95,19 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def load_tasks(args: argparse.Namespace) -> dict[str, STSTask]:
-    """Read every requested task (and STS-B for alignment/uniformity) before any model is loaded."""
+    """Read every requested task (and STS-B for alignment/uniformity) before any model is loaded.
+
+    Args:
+        args: Parsed ``simcse eval`` arguments.
+
+    Returns:
+        Loaded tasks keyed by their ``--tasks`` entry.
+
+    Raises:
+        FileNotFoundError: A data file is missing (the message says how to download the data).
+        STSDataError: A file is malformed (the message names file, line and problem).
+        CommandError: Two entries share a task name, or STS-B is missing for alignment/uniformity.
+    """
     tasks = {
         t: load_task(t, args.data_dir, stsb_split=args.stsb_split, sick_mode=args.sick_mode)
         for t in dict.fromkeys(args.tasks)
@@ -100,7 +126,19 @@ def load_tasks(args: argparse.Namespace) -> dict[str, STSTask]:
 
 
 def load_encoder(name: str, pooler: str | None, device: str) -> Any:
-    """Load one model, turning loader failures into one message that names the model."""
+    """Load one model in eval mode on ``device``.
+
+    Args:
+        name: Model folder or hub name.
+        pooler: Pooling mode, or None for the folder's own choice.
+        device: Torch device.
+
+    Returns:
+        The :class:`simcse.Encoder`.
+
+    Raises:
+        CommandError: The model cannot be loaded; the message names it and the reason.
+    """
     from simcse.encoder import Encoder
 
     try:
@@ -113,7 +151,19 @@ def load_encoder(name: str, pooler: str | None, device: str) -> Any:
 
 
 def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask], device: str) -> dict[str, Any]:
-    """Evaluate one model; returns its JSON record (model settings plus :func:`evaluate_sts`'s result)."""
+    """Evaluate one model on the loaded tasks.
+
+    Args:
+        name: Model folder or hub name.
+        args: Parsed ``simcse eval`` arguments.
+        tasks: Tasks from :func:`load_tasks`.
+        device: Torch device.
+
+    Returns:
+        The model's JSON record: model, pooler, head, normalize, max_seq_length, dim, the result of
+        :func:`simcse.evaluate_sts` (tasks with every subset and all/mean/wmean, avg, alignment,
+        uniformity, n_sentences) and seconds.
+    """
     from simcse.sts_eval import evaluate_sts
 
     encoder = load_encoder(name, args.pooler, device)
@@ -167,7 +217,12 @@ def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
 
 
 def plot_align_uniform(records: Sequence[dict[str, Any]], path: str) -> None:
-    """Write the SimCSE paper's Fig. 2-style scatter: uniformity (x) vs alignment (y), lower is better."""
+    """Write a scatter plot in the style of the SimCSE paper's Fig. 2: uniformity (x), alignment (y).
+
+    Args:
+        records: Model records with ``model``, ``pooler``, ``avg``, ``alignment`` and ``uniformity``.
+        path: Image file to write (the format follows its extension); replaced atomically.
+    """
     from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
 
     fig = Figure(figsize=(6.4, 4.8), dpi=150)
@@ -202,7 +257,14 @@ def _short_name(model: str) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Run ``simcse eval``: load the data, evaluate each model, print tables, write JSON and plot."""
+    """Run ``simcse eval``: load the data, evaluate each model, print tables, write JSON and plot.
+
+    Args:
+        args: Parsed arguments (see :func:`add_arguments`).
+
+    Returns:
+        The exit status, 0.
+    """
     import torch
 
     from simcse.sts_eval import format_table
@@ -229,7 +291,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Entry point of ``eval/evaluate.py`` (the same options as ``simcse eval``)."""
+    """Entry point of ``eval/evaluate.py`` (the same options as ``simcse eval``).
+
+    Args:
+        argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
+        prog: Program name shown in usage and error lines.
+
+    Returns:
+        The exit status.
+    """
     parser = argparse.ArgumentParser(
         prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
