@@ -43,9 +43,18 @@ class TrainConfig:
     on_bad_line: Literal["error", "skip"] = _f("error", "bad training line: stop with an error, or skip and count")
     max_seq_len: int = _f(32, "truncation length for training sentences")
     # objective
-    objective: str = _f("infonce", "training objective (see simcse.objectives)")
-    temperature: float = _f(0.05, "softmax temperature tau")
+    objective: str = _f("infonce", "training objective: a name in simcse.objectives.OBJECTIVES (see objective_step.py)")
+    temperature: float = _f(0.05, "softmax temperature tau (of every objective that has one)")
     hard_negative_weight: float = _f(0.0, "log(alpha) added to each anchor's own hard-negative logit")
+    margin: float | None = _f(None, "triplet / contrastive / circle / lifted_structure margin (None: the paper's)")
+    barlow_lambda: float = _f(5e-3, "barlow_twins: weight of the off-diagonal (redundancy-reduction) term")
+    momentum: float = _f(0.995, "moco / byol: EMA momentum of the target encoder (0: a copy of the online one)")
+    queue_size: int = _f(256, "moco: keys of past batches (momentum encoder) kept as negatives")
+    memory_size: int = _f(1024, "xbm: embeddings of past batches kept as negatives")
+    memory_warmup: int = _f(1000, "xbm: steps before the memory is used (early embeddings drift fast)")
+    predictor_hidden: int = _f(512, "byol / simsiam: predictor hidden width (0: no predictor, an ablation)")
+    n_prototypes: int = _f(128, "swav: number of prototypes")
+    collapse_check_steps: int = _f(25, "record the batch's embedding_std, uniformity, collapsed every N steps (0: off)")
     do_mlm: bool = _f(False, "add the masked-language-modelling auxiliary loss")
     mlm_weight: float = _f(0.1, "weight lambda of the MLM loss")
     mlm_probability: float = _f(0.15, "fraction of tokens masked for MLM (80/10/10)")
@@ -70,9 +79,11 @@ class TrainConfig:
     log_with: str | None = _f(None, "Accelerate tracker, e.g. tensorboard")
 
     def __post_init__(self) -> None:
+        from simcse.objective_step import validate_objective_config
         from simcse.pooling import validate_pooler
 
         validate_pooler(self.pooler)
+        validate_objective_config(self)
         checks = [
             (self.mode in get_args(Mode), f"mode must be one of {get_args(Mode)}, got {self.mode!r}"),
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),

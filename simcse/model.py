@@ -27,15 +27,21 @@ def new_mlp_head(hidden_size: int, std: float = 0.02) -> DenseHead:
 
 
 class ContrastiveModel(nn.Module):
-    """What the optimizer trains: the encoder (with head) and, for ``do_mlm``, the MLM model.
+    """What the optimizer trains: the encoder (with head), for ``do_mlm`` the MLM model, and the objective's modules.
 
     The MLM model shares the encoder's transformer, so ``parameters()`` lists each weight once.
+    ``objective`` (:class:`simcse.objective_step.ObjectiveModules`) holds a predictor / prototypes, trained
+    with the encoder, and a momentum encoder, frozen (``requires_grad`` False, so the optimizer leaves it
+    out); all of them are checkpointed with the model, none is exported with it.
     """
 
-    def __init__(self, encoder: Encoder, mlm_model: nn.Module | None = None) -> None:
+    def __init__(
+        self, encoder: Encoder, mlm_model: nn.Module | None = None, objective: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.mlm_model = mlm_model
+        self.objective = objective
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         """Embed a tokenized batch of ``rows`` sentences -> ``(rows, dim)``, with the head."""
@@ -48,8 +54,10 @@ class ContrastiveModel(nn.Module):
 
 
 def build_model(cfg: TrainConfig) -> ContrastiveModel:
-    """Load the encoder named in ``cfg`` and attach a fresh MLP head for ``cls`` pooling."""
+    """Load the encoder named in ``cfg``, attach a fresh MLP head for ``cls`` pooling and the objective's modules."""
     from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from simcse.objective_step import build_objective_modules
 
     name = resolve_model_name(cfg.model_name_or_path)
     overrides = {}
@@ -69,7 +77,8 @@ def build_model(cfg: TrainConfig) -> ContrastiveModel:
     if cfg.pooler == "cls":
         # the paper's MLP is new, not the checkpoint's NSP pooler
         encoder.head = new_mlp_head(int(encoder.model.config.hidden_size))
-    return ContrastiveModel(encoder, mlm_model)
+    # built last: a momentum encoder copies the encoder with its head
+    return ContrastiveModel(encoder, mlm_model, build_objective_modules(cfg, encoder))
 
 
 def mask_tokens(

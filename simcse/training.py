@@ -21,6 +21,7 @@ from simcse.grad_cache import GradCache
 from simcse.io import atomic_write_text, recover
 from simcse.losses import info_nce
 from simcse.model import build_model, mask_tokens
+from simcse.objective_step import ObjectiveStep
 from simcse.sts import load_task
 from simcse.sts_eval import evaluate_sts
 from simcse.train_data import load_training_views
@@ -58,9 +59,16 @@ def contrastive_loss(z: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     )
 
 
-def compute_loss(model: Any, batch: dict[str, torch.Tensor], cfg: TrainConfig, tokenizer: Any) -> torch.Tensor:
-    """The full training loss of one batch (contrastive, plus the weighted MLM loss if enabled)."""
-    loss = contrastive_loss(embed_views(model, batch, cfg), cfg)
+def compute_loss(
+    model: Any, batch: dict[str, torch.Tensor], cfg: TrainConfig, tokenizer: Any, objective: ObjectiveStep | None = None
+) -> torch.Tensor:
+    """The full training loss of one batch (``cfg.objective``, plus the weighted MLM loss if enabled).
+
+    ``objective`` carries the objective's state across steps (queue, collapse watch); None builds a
+    fresh one, which suits stateless objectives (a queue would start empty).
+    """
+    z = embed_views(model, batch, cfg)  # (views, batch, dim)
+    loss = (objective or ObjectiveStep(cfg, z.shape[-1])).loss(model, z, batch)
     if cfg.do_mlm:
         special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids, device=loss.device))
         masked, labels = mask_tokens(
@@ -129,7 +137,8 @@ class _Stop:
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW, fused: one kernel per tensor instead of a dozen ops (the same update; CPU and CUDA alike)."""
-    return torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # not a momentum encoder's
+    return torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int) -> Any:
@@ -185,6 +194,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     optimizer = build_optimizer(model, cfg)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, _scheduler(optimizer, cfg, total))
     evaluator = DevEvaluator(cfg.data_dir, cfg.eval_batch_size) if accelerator.is_main_process else None
+    objective = ObjectiveStep(cfg, accelerator.unwrap_model(model).encoder.dim)
+    if objective.state is not None:  # a queue / memory: saved and restored with every checkpoint
+        accelerator.register_for_checkpointing(objective.state.to(accelerator.device))
     out, metrics_path = cfg.output_dir, os.path.join(cfg.output_dir, "metrics.jsonl")
     state: dict[str, Any] = {"step": 0, "best_metric": -math.inf, "best_step": -1, "nonfinite_skipped": 0}
     if accelerator.is_main_process:
@@ -210,7 +222,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     for step in range(state["step"], total):
         batch = {k: v.to(accelerator.device) for k, v in views.collate(schedule.rows(step, rank)).items()}
         with accelerator.autocast():
-            loss = cache.loss(model, batch) if cache else compute_loss(model, batch, cfg, tokenizer)
+            loss = cache.loss(model, batch) if cache else compute_loss(model, batch, cfg, tokenizer, objective)
         # the one host sync per step: a non-finite loss (fp16 overflow, bad data) must skip the update
         if not torch.isfinite(loss).item():
             in_a_row, state["nonfinite_skipped"] = in_a_row + 1, state["nonfinite_skipped"] + 1
@@ -228,10 +240,13 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            objective.after_step(model)  # EMA of the momentum encoder, enqueue this step's keys
         scheduler.step()
         state["step"] = done = step + 1
         progress.update(1)
         record: dict[str, Any] = {"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+        if cfg.collapse_check_steps and done % cfg.collapse_check_steps == 0:
+            record.update(objective.collapse_metrics())  # this batch's spread; warns once on collapse
         stop.requested |= done == stop_after
         # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
         if done % cfg.eval_steps == 0 or done == total:
