@@ -26,16 +26,17 @@ else
 fi
 rm -rf "$run"
 SECONDS=0
+say() { printf '\n== %s\n+ %s\n' "$1" "${*:2}"; "${@:2}"; }  # a heading, the command, then run it
 
-echo "== 1/2  STS test suite before fine-tuning: $model (avg pooling)"
-.venv/bin/simcse eval --model "$model" --tasks "${tasks[@]}" --output "$run/before.json" --no-progress
-
-echo "== 2/2  unsupervised SimCSE, $steps steps of 64 sentences, then the STS test suite again"
-.venv/bin/simcse train --config training/configs/demo_unsup_minilm.yaml --model_name_or_path "$model" \
+PATH="$PWD/.venv/bin:$PATH"
+say "1/2  STS test suite before fine-tuning: $model (avg pooling)" \
+  simcse eval --model "$model" --tasks "${tasks[@]}" --output "$run/before.json" --no-progress
+say "2/2  unsupervised SimCSE, $steps steps of 64 sentences, then the STS test suite again" \
+  simcse train --config training/configs/demo_unsup_minilm.yaml --model_name_or_path "$model" \
   --max_steps "$steps" --eval_steps "$eval_steps" --max_train_samples "$samples" --output_dir "$run" \
   --test-tasks "${tasks[@]}"
 
-.venv/bin/python - "$run" "$SECONDS" <<'EOF'
+python - "$run" "$SECONDS" <<'EOF'
 import json, os, sys
 
 from simcse.sts_eval import format_table

@@ -123,8 +123,8 @@ def _best_step(records: Sequence[dict[str, Any]]) -> int | None:
 def _save(fig: Any, path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    base, ext = os.path.splitext(path)
-    tmp = f"{base}.tmp-{os.getpid()}{ext}"  # same extension so matplotlib picks the format
+    # hidden, as simcse.io names temporaries (recover() removes them); the same extension for matplotlib
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{os.getpid()}{os.path.splitext(path)[1]}")
     try:
         fig.savefig(tmp)
         os.replace(tmp, path)

@@ -21,6 +21,7 @@ from simcse.grad_cache import GradCache
 from simcse.io import atomic_write_text, recover
 from simcse.losses import info_nce
 from simcse.model import build_model, mask_tokens
+from simcse.model_card import CARD_FILE, finish_run, render_model_card
 from simcse.objective_step import ObjectiveStep
 from simcse.sts import load_task
 from simcse.sts_eval import evaluate_sts
@@ -268,6 +269,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     accelerator.end_training()
     if accelerator.is_main_process:
         _summarise(state, out)
+        finish_run(cfg)  # training_curves.png in the run and model folders, the model card
     return state
 
 
@@ -296,6 +298,7 @@ def _evaluate(
         if result["stsb_dev"] > state["best_metric"]:
             state["best_metric"], state["best_step"] = result["stsb_dev"], step
             best = {BEST_FILE: json.dumps({"step": step, "metric": "stsb_dev", "value": result["stsb_dev"]})}
+            best[CARD_FILE] = render_model_card(cfg, result, step)  # saved with the weights, atomically
             encoder.save(os.path.join(cfg.output_dir, "model"), include_head=not cfg.mlp_only_train, extra_files=best)
             result["new_best"] = True
     accelerator.wait_for_everyone()

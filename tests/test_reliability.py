@@ -182,7 +182,7 @@ def assert_same_run(out: str, state: dict, reference: tuple[str, dict]) -> None:
     with open(os.path.join(out, "model", BEST_FILE), encoding="utf-8") as f:
         best = json.load(f)
     assert (best["step"], best["value"]) == (state["best_step"], pytest.approx(state["best_metric"], abs=1e-9))
-    assert sorted(os.listdir(out)) == ["checkpoints", "config.yaml", "metrics.jsonl", "model"]
+    assert sorted(os.listdir(out)) == ["checkpoints", "config.yaml", "metrics.jsonl", "model", "training_curves.png"]
     # one metrics line per step: the lines written after the resumed checkpoint were dropped, then rewritten
     got, want = metrics(out), metrics(ref_out)
     assert [r["step"] for r in got] == list(range(1, TOTAL + 1))
