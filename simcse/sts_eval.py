@@ -15,12 +15,10 @@ logger = logging.getLogger(__name__)
 
 EncodeFn = Callable[[list[str]], np.ndarray]
 
-# Cosines are rounded before ranking. Pairs of identical or near-identical sentences (65 in STS12
-# SMTeuroparl) have cosines that differ from 1, and from each other, only by float noise (which
-# depends on batch composition, hardware and implementation; up to 3e-7 between us and
-# sentence-transformers). Unrounded, their rank order is that noise and moves a subset's score by up
-# to ~0.1; rounded, they tie (Spearman gives them their average rank). Distinct cosines keep their ranks.
-COSINE_DECIMALS = 5
+# A pair of identical sentences (52 in STS12 SMTeuroparl) shares one embedding, so its cosine is
+# exactly 1; computed, it is 1 up to float noise, and the rank order among such pairs would be that
+# noise. They are set to 1.0 so they tie (Spearman's average rank). Nothing is rounded: a collapsed
+# model's cosines may all lie within 1e-5 of each other and still carry its (weak) ranking.
 
 
 def headline(task: STSTask, scores: dict[str, float]) -> float:
@@ -75,9 +73,10 @@ def evaluate_sts(
     for task in task_objs[: len(task_objs) - extra_stsb]:
         per_subset = {}
         for sub in task.subsets:
-            e1 = emb[[vocab[s] for s in sub.sentences1]]
-            e2 = emb[[vocab[s] for s in sub.sentences2]]
-            per_subset[sub.name] = (sub.scores, np.round(cosine_pairs(e1, e2), COSINE_DECIMALS))
+            i1 = np.array([vocab[s] for s in sub.sentences1])
+            i2 = np.array([vocab[s] for s in sub.sentences2])
+            cos = np.where(i1 == i2, 1.0, cosine_pairs(emb[i1], emb[i2]))  # (n,) identical sentences: exactly 1
+            per_subset[sub.name] = (sub.scores, cos)
         scores = aggregate(per_subset)
         if len(task.subsets) == 1:
             scores = {task.subsets[0].name: scores[task.subsets[0].name]}
