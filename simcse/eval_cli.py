@@ -237,6 +237,7 @@ def plot_align_uniform(records: Sequence[dict[str, Any]], path: str) -> None:
     ax.set_title(f"Alignment vs uniformity, STS-B {records[0]['align_uniform_split']}")
     ax.grid(True, alpha=0.3)
     ax.margins(0.25)
+    ax.locator_params(axis="x", nbins=6)  # close models give long tick labels (-3.832): fewer, so they do not overlap
     fig.tight_layout()
     base, ext = os.path.splitext(path)
     tmp = f"{base}.tmp-{os.getpid()}{ext}"  # same extension so matplotlib picks the format
