@@ -78,7 +78,9 @@ def test_train_seeds_writes_mean_and_std(tiny_model_dir, small_dev_data, files, 
     with open(os.path.join(out, "seeds.json"), encoding="utf-8") as f:
         summary = json.load(f)
     assert summary["seeds"] == [1, 2] and set(summary["mean"]) == {"sts", "avg"}
-    assert len(summary["scores"]["sts"]) == 2 and summary["std"]["avg"] >= 0
+    # a tiny random model on 3 pairs may score NaN (all cosines equal): check the bookkeeping, not the values
+    assert len(summary["scores"]["sts"]) == 2
+    assert summary["mean"]["avg"] == pytest.approx(np.mean(summary["scores"]["avg"]), nan_ok=True)
     with open(os.path.join(out, "seeds.md"), encoding="utf-8") as f:
         table = f.read()
     assert table.startswith("| seed | sts | Avg. |") and "mean ± std (2)" in table and "mean ± std" in captured.out
