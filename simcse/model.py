@@ -66,14 +66,14 @@ def build_model(cfg: TrainConfig) -> ContrastiveModel:
         overrides = {a: cfg.dropout for a in _DROPOUT_ATTRS if hasattr(hf_config, a)}
         if not overrides:
             raise ValueError(f"{cfg.model_name_or_path}: config has none of {_DROPOUT_ATTRS}; cannot set dropout")
-    encoder = Encoder.from_pretrained(
-        name, pooler=cfg.pooler, max_seq_length=cfg.max_seq_len, **overrides
-    )  # type: ignore[arg-type]
+    # cfg.max_seq_len truncates training data only; the encoder keeps the model's own limit, so the
+    # saved model and every evaluation see whole sentences, as the paper evaluates
+    encoder = Encoder.from_pretrained(name, pooler=cfg.pooler, **overrides)  # type: ignore[arg-type]
     mlm_model = None
     if cfg.do_mlm:
         mlm_model = AutoModelForMaskedLM.from_pretrained(name, **overrides)
         # share one transformer: the encoder reads the MLM model's base
-        encoder = Encoder(mlm_model.base_model, encoder.tokenizer, encoder.pooler, encoder.head, cfg.max_seq_len)
+        encoder = Encoder(mlm_model.base_model, encoder.tokenizer, encoder.pooler, encoder.head, encoder.max_seq_length)
     if cfg.pooler == "cls":
         # the paper's MLP is new, not the checkpoint's NSP pooler
         encoder.head = new_mlp_head(int(encoder.model.config.hidden_size))

@@ -177,8 +177,13 @@ def test_saved_model_reads_the_same_three_ways(tiny_model_dir, corpus, triplets,
     )  # fmt: skip
     train(cfg)
     folder = os.path.join(cfg.output_dir, "model")
-    sentences = ["a man is playing the guitar", "the dog runs", "an old red car in the park today"]
-    ours = Encoder.from_pretrained(folder).encode(sentences)
+    # the last sentence is longer than max_seq_len (16): that limit is for training data only, so the saved model
+    # keeps the base model's limit and encodes it whole, as the plain transformers call below does
+    long = " ".join(["a man is playing the guitar in the park with the old dog"] * 3)
+    sentences = ["a man is playing the guitar", "the dog runs", "an old red car in the park today", long]
+    encoder = Encoder.from_pretrained(folder)
+    assert encoder.max_seq_length == Encoder.from_pretrained(tiny_model_dir).max_seq_length > cfg.max_seq_len
+    ours = encoder.encode(sentences)
     st = SentenceTransformer(folder, device="cpu").encode(sentences)
     np.testing.assert_allclose(st, ours, atol=1e-5)
     tok, hf = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
