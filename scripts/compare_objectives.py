@@ -106,7 +106,7 @@ def test_suite(encoder: Encoder, args: argparse.Namespace, data_dir: str) -> dic
 
 def baseline(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     """The untrained encoder with the same pooling (``cls`` without the new MLP): where every run starts."""
-    encoder = Encoder.from_pretrained(args.model, pooler="cls_before_pooler", max_seq_length=args.max_seq_len)
+    encoder = Encoder.from_pretrained(args.model, pooler="cls_before_pooler")  # whole sentences, as the runs
     sts = test_suite(encoder, args, data_dir)
     dev = evaluate_sts(lambda s: encoder.encode(s, batch_size=256), ["STSBenchmark"], data_dir, stsb_split="dev")
     return {

@@ -67,6 +67,11 @@ class TrainConfig:
     warmup_steps: int = _f(0, "linear warmup steps before linear decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
     grad_cache_chunk_size: int = _f(0, "gradient cache chunk (rows per re-forward); 0 disables")
+    length_group_rows: int | None = _f(
+        None,
+        "forward the step's rows in length-sorted groups of N, each padded to its own longest (same embeddings, "
+        "fewer padded tokens; 0: one forward padded to the batch's longest; None: 32 on CPU, 0 on GPU)",
+    )
     mixed_precision: Literal["no", "fp16", "bf16"] = _f("no", "mixed precision through Accelerate")
     seed: int = _f(42, "random seed")
     # evaluation, checkpoints, logging
@@ -93,6 +98,7 @@ class TrainConfig:
             (self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (0 < self.mlm_probability < 1, f"mlm_probability must be in (0, 1), got {self.mlm_probability}"),
             (self.grad_cache_chunk_size >= 0, "grad_cache_chunk_size must be >= 0"),
+            (self.length_group_rows is None or self.length_group_rows >= 0, "length_group_rows must be >= 0"),
             (self.train_file is not None or self.dataset_name is not None, "give train_file or dataset_name"),
             (self.keep_last_n >= 1, f"keep_last_n must be >= 1, got {self.keep_last_n}"),
             (self.checkpoint_steps >= 0, f"checkpoint_steps must be >= 0, got {self.checkpoint_steps}"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -26,6 +28,48 @@ def new_mlp_head(hidden_size: int, std: float = 0.02) -> DenseHead:
     return head
 
 
+CPU_LENGTH_GROUP_ROWS = 32  # length_group_rows on CPU when the config leaves it to the device
+
+
+def length_group_rows(cfg: TrainConfig, device: torch.device) -> int:
+    """Rows per length group for ``cfg`` on ``device`` (0: one forward over all rows).
+
+    Left to the device (``None``), grouping is on for CPUs, where compute grows with every padded
+    token (about 1.35x faster steps on the shared corpus at max_seq_len 32), and off for GPUs, where
+    one large kernel launch beats several small ones.
+    """
+    if cfg.length_group_rows is not None:
+        return cfg.length_group_rows
+    return CPU_LENGTH_GROUP_ROWS if device.type == "cpu" else 0
+
+
+def grouped_forward(
+    embed: Callable[..., torch.Tensor], batch: dict[str, torch.Tensor], group_rows: int
+) -> torch.Tensor:
+    """``embed(**batch)`` for every row of a right-padded batch -> ``(rows, dim)`` in row order.
+
+    With ``group_rows > 0`` and more rows than that, the rows are sorted by length and forwarded in
+    groups of ``group_rows``, each cut to its own longest row. Padding is masked out of attention
+    and pooling, so the embeddings are those of one forward (to float rounding); the padded tokens
+    the single forward would compute (a third of all tokens on the shared corpus) are skipped. The
+    autograd graph spans all groups, so the loss and its gradient are unchanged. Every row still
+    draws its own dropout mask; only the order in which the masks are drawn changes.
+    """
+    mask = batch["attention_mask"]
+    rows = mask.shape[0]
+    if group_rows <= 0 or rows <= group_rows:
+        return embed(**batch)
+    lengths = mask.sum(1)  # (rows,)
+    order = torch.argsort(lengths, descending=True, stable=True)  # (rows,)
+    widths = lengths[order].tolist()  # one host sync per step; grouping is meant for CPUs
+    parts = []
+    for start in range(0, rows, group_rows):
+        idx = order[start : start + group_rows]
+        parts.append(embed(**{k: v[idx, : max(widths[start], 1)] for k, v in batch.items()}))  # (group, dim)
+    z = torch.cat(parts)  # (rows, dim) in length order
+    return z.index_select(0, torch.argsort(order))  # (rows, dim) in row order
+
+
 class ContrastiveModel(nn.Module):
     """What the optimizer trains: the encoder (with head), for ``do_mlm`` the MLM model, and the objective's modules.
 
@@ -43,9 +87,13 @@ class ContrastiveModel(nn.Module):
         self.mlm_model = mlm_model
         self.objective = objective
 
-    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
-        """Embed a tokenized batch of ``rows`` sentences -> ``(rows, dim)``, with the head."""
-        return self.encoder(use_head=True, **batch)
+    def forward(self, group_rows: int = 0, **batch: torch.Tensor) -> torch.Tensor:
+        """Embed a tokenized batch of ``rows`` sentences -> ``(rows, dim)``, with the head.
+
+        ``group_rows > 0`` runs the encoder on length-sorted groups of rows (:func:`grouped_forward`)
+        inside this one call, so that a DDP wrapper sees a single forward per step.
+        """
+        return grouped_forward(functools.partial(self.encoder, use_head=True), batch, group_rows)
 
     def mlm_loss(self, **batch: torch.Tensor) -> torch.Tensor:
         """Masked-language-modelling loss of a batch holding ``labels`` (-100 = not masked)."""

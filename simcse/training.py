@@ -20,7 +20,7 @@ from simcse.distributed import gather_with_grad, rank_and_world, refuse_data_par
 from simcse.grad_cache import GradCache
 from simcse.io import atomic_write_text, recover
 from simcse.losses import info_nce
-from simcse.model import build_model, mask_tokens
+from simcse.model import build_model, length_group_rows, mask_tokens
 from simcse.model_card import CARD_FILE, finish_run, render_model_card
 from simcse.objective_step import ObjectiveStep
 from simcse.sts import load_task
@@ -31,17 +31,21 @@ logger = logging.getLogger(__name__)
 
 
 def embed_views(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
-    """One forward over every view of the batch -> ``(views, batch, dim)``.
+    """Every view of the batch in one step's forward -> ``(views, batch, dim)``.
 
-    Unsupervised rows hold each sentence twice, so the two copies get different dropout masks.
+    Unsupervised rows hold each sentence twice, so the two copies get different dropout masks. The
+    rows go through the model as one batch, or, with :func:`simcse.model.length_group_rows`, as
+    length-sorted groups of it inside the model's one forward call (the same embeddings with less
+    padding; see :func:`simcse.model.grouped_forward`).
     ``same_dropout_mask`` (an ablation) forwards the first view once and uses it for both.
     """
     views = cfg.num_views
+    group = length_group_rows(cfg, batch["input_ids"].device)
     if cfg.same_dropout_mask:
         first = {k: v[: v.shape[0] // views] for k, v in batch.items()}
-        z = model(**first)  # (batch, dim)
+        z = model(**first, group_rows=group)  # (batch, dim)
         return torch.stack([z] * views)  # (views, batch, dim)
-    z = model(**batch)  # (views * batch, dim)
+    z = model(**batch, group_rows=group)  # (views * batch, dim)
     return z.view(views, -1, z.shape[-1])  # (views, batch, dim)
 
 

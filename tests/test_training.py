@@ -14,7 +14,7 @@ import torch
 
 from simcse.config import load_config
 from simcse.data import BatchSchedule, DataError
-from simcse.model import build_model
+from simcse.model import CPU_LENGTH_GROUP_ROWS, build_model, length_group_rows
 from simcse.train_data import load_training_views
 from simcse.training import compute_loss, embed_views, train
 
@@ -63,7 +63,7 @@ def cfg_for(model_dir, train_file, tmp_path, **kw):
 
 
 def test_unsup_step_is_one_forward_over_2n_rows(tiny_model_dir, corpus, tmp_path):
-    cfg = cfg_for(tiny_model_dir, corpus, tmp_path)
+    cfg = cfg_for(tiny_model_dir, corpus, tmp_path, length_group_rows=0)
     model = build_model(cfg).train()
     views = load_training_views(cfg, model.encoder.tokenizer, verbose=False)
     batch = views.collate(list(range(8)))
@@ -77,6 +77,54 @@ def test_unsup_step_is_one_forward_over_2n_rows(tiny_model_dir, corpus, tmp_path
     assert z.shape == (2, 8, 32)
     assert torch.equal(batch["input_ids"][:8], batch["input_ids"][8:])  # the same sentences twice
     assert (z[0] - z[1]).abs().max() > 1e-4  # dropout makes the views differ
+
+
+@pytest.mark.parametrize("mode", ["unsup", "triplets"])
+def test_length_groups_give_the_single_forward_loss_and_gradients(tiny_model_dir, corpus, triplets, tmp_path, mode):
+    """Length-sorted groups (each padded to its own longest) = one forward padded to the batch's longest."""
+    train_file = corpus if mode == "unsup" else triplets
+    results = {}
+    for group in (0, 8):
+        cfg = cfg_for(
+            tiny_model_dir, train_file, tmp_path, mode=mode, dropout=0.0, length_group_rows=group,
+            hard_negative_weight=0.5 if mode == "triplets" else 0.0,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        model = build_model(cfg).train()
+        batch = load_training_views(cfg, model.encoder.tokenizer, verbose=False).collate(list(range(20)))
+        widths: list[tuple[int, int]] = []
+        hook = model.encoder.model.register_forward_hook(
+            lambda m, args, kwargs, out, seen=widths: seen.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+        )
+        loss = compute_loss(model, batch, cfg, model.encoder.tokenizer)
+        hook.remove()
+        loss.backward()
+        results[group] = loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        rows, width = batch["input_ids"].shape
+        if group == 0:
+            assert widths == [(rows, width)]
+        else:  # ceil(rows / 8) groups covering every row once, the later (shorter) ones cut narrower
+            assert len(widths) == -(-rows // 8) and sum(w[0] for w in widths) == rows
+            assert widths[0][1] == width and widths[-1][1] < width and widths == sorted(widths, key=lambda w: -w[1])
+    torch.testing.assert_close(results[8][0], results[0][0], atol=1e-5, rtol=0)
+    assert results[8][1].keys() == results[0][1].keys()
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[8][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_length_groups_keep_views_apart_and_default_to_the_device(tiny_model_dir, corpus, tmp_path):
+    cfg = cfg_for(tiny_model_dir, corpus, tmp_path, length_group_rows=4)
+    model = build_model(cfg).train()
+    batch = load_training_views(cfg, model.encoder.tokenizer, verbose=False).collate(list(range(8)))
+    z = embed_views(model, batch, cfg)
+    assert z.shape == (2, 8, 32) and (z[0] - z[1]).abs().max() > 1e-4  # each row still has its own dropout mask
+    auto = cfg_for(tiny_model_dir, corpus, tmp_path)
+    assert auto.length_group_rows is None
+    assert length_group_rows(auto, torch.device("cpu")) == CPU_LENGTH_GROUP_ROWS
+    assert length_group_rows(auto, torch.device("cuda")) == 0  # one launch beats several on a GPU
+    assert length_group_rows(cfg, torch.device("cuda")) == 4  # an explicit setting wins
+    with pytest.raises(ValueError, match="length_group_rows"):
+        cfg_for(tiny_model_dir, corpus, tmp_path, length_group_rows=-1)
 
 
 def test_views_identical_without_dropout(tiny_model_dir, corpus, tmp_path):
@@ -133,8 +181,9 @@ def test_two_processes_equal_one_process_global_batch(tiny_model_dir, corpus, tr
         common["train_file"] = corpus
     else:
         common.update(train_file=triplets, hard_negative_weight=0.5, mlp_only_train=False)
-    single = run_probe(1, str(tmp_path / "one.pt"), {**common, "batch_size": 16})
-    double = run_probe(2, str(tmp_path / "two.pt"), {**common, "batch_size": 8})
+    single = run_probe(1, str(tmp_path / "one.pt"), {**common, "batch_size": 16, "length_group_rows": 0})
+    # the 2 processes forward in length groups (inside DDP's one forward call): the same loss and gradients
+    double = run_probe(2, str(tmp_path / "two.pt"), {**common, "batch_size": 8, "length_group_rows": 4})
     assert single["loss"] == pytest.approx(double["loss"], abs=1e-5)
     assert single["grads"].keys() == double["grads"].keys()
     for name, g in single["grads"].items():
