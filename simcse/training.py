@@ -310,6 +310,8 @@ def _evaluate(
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
+    """The training progress bar (off on other ranks, and where ``TQDM_DISABLE`` is set, as tqdm documents)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
+    disable = not enabled or os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=disable, dynamic_ncols=True)
