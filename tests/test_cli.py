@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO
-from test_training import write_corpus
+from test_training import write_corpus, write_triplets
 
 from simcse.cli import main
 
@@ -89,6 +89,36 @@ def test_train_seeds_writes_mean_and_std(tiny_model_dir, small_dev_data, files, 
         assert os.path.isfile(os.path.join(run, "model", "README.md"))
         with open(os.path.join(run, "config.yaml"), encoding="utf-8") as f:
             assert f"seed: {seed}" in f.read()
+
+
+@pytest.mark.parametrize("script", ["run_unsup_example.sh", "run_sup_example.sh"])
+def test_gpu_example_scripts_run_their_recipe(script, tiny_model_dir, shared_data, files, tmp_path) -> None:
+    """The GPU example scripts launch the paper recipe through ``accelerate launch``; here on the tiny model."""
+    out = str(tmp_path / "run")
+    train_file = files["corpus.txt"]
+    if script == "run_sup_example.sh":
+        train_file = str(tmp_path / "triplets.csv")
+        write_triplets(train_file)
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "SIMCSE_DATA_DIR": shared_data,
+        "NUM_GPUS": "1", "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # fmt: skip
+    overrides = [
+        "--model_name_or_path", tiny_model_dir, "--train_file", train_file, "--output_dir", out, "--batch_size", "8",
+        "--max_steps", "2", "--eval_steps", "2", "--eval_batch_size", "256",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", script), *overrides], capture_output=True, text=True, cwd=REPO,
+        env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(out, "config.yaml"), encoding="utf-8") as f:
+        config = f.read()
+    recipe = "mode: unsup" if script == "run_unsup_example.sh" else "mode: triplets"
+    assert recipe in config and "temperature: 0.05" in config and "max_steps: 2" in config
+    with open(os.path.join(out, "sts_test.json"), encoding="utf-8") as f:
+        scored = set(json.load(f)["tasks"])
+    assert {"STS12", "STSBenchmark", "SICKRelatedness"} <= scored  # --test-tasks: the whole suite
 
 
 def test_eval(tiny_model_dir, files) -> None:
