@@ -58,6 +58,18 @@ def fsync_tree(path: str) -> None:
                 os.close(fd)
 
 
+def _share_files(folder: str) -> None:
+    """Give every file under ``folder`` the umask's read/write bits: libraries that write through
+    ``mkstemp`` (safetensors weights via transformers) leave them private (0600)."""
+    shared = 0o666 & ~_umask()
+    for root, _, files in os.walk(folder):
+        for name in files:
+            file = os.path.join(root, name)
+            mode = os.stat(file).st_mode & 0o777
+            if mode | shared != mode:
+                os.chmod(file, mode | shared)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str) -> Iterator[str]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` by rename.
@@ -71,6 +83,7 @@ def atomic_dir(path: str) -> Iterator[str]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would make the result private
     try:
         yield tmp
+        _share_files(tmp)
         fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

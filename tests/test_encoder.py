@@ -181,6 +181,19 @@ def test_save_replaces_an_existing_folder_atomically(saved, tmp_path) -> None:
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temporary folder left
 
 
+def test_saved_files_are_as_readable_as_the_umask_allows(saved, tmp_path) -> None:
+    """Weights written through mkstemp (0600) would make a shared model folder unreadable to others."""
+    encoder, _ = saved["avg"]
+    previous = os.umask(0o022)
+    try:
+        encoder.save(str(tmp_path / "model"))
+    finally:
+        os.umask(previous)
+    for root, _, files in os.walk(tmp_path / "model"):
+        for name in files:
+            assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o644, name
+
+
 # ------------------------------------------------------------------ bad paths
 def test_loading_a_folder_that_is_not_a_model_fails_clearly(tmp_path) -> None:
     (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
