@@ -150,6 +150,7 @@ def plot(results: dict[str, dict[str, Any]], path: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
     scores = [r["sts_avg"] for r in results.values()]
     markers = {CORPUS: "o", NLI: "^", "-": "s"}
+    placed: list[tuple[float, float]] = []
     for data, marker in markers.items():
         rows = [(n, r) for n, r in results.items() if r["data"] == data]
         if rows:
@@ -160,8 +161,17 @@ def plot(results: dict[str, dict[str, Any]], path: str) -> None:
                 marker=marker, s=90, edgecolors="black", label=label,
             )  # fmt: skip
             for n, r in rows:
-                ax.annotate(n, (r["alignment"], r["uniformity"]), xytext=(5, 4), textcoords="offset points", fontsize=8)
+                x, y = r["alignment"], r["uniformity"]
+                # a label next to an already labelled point moves away from it: left of this point when the
+                # neighbour is to the right, below-right when it is to the left
+                near = [px for px, py in placed if abs(x - px) < 0.03 and abs(y - py) < 0.1]
+                placed.append((x, y))
+                offset, align = (5, 4), "left"
+                if near:
+                    offset, align = ((-6, 4), "right") if near[0] > x else ((5, -12), "left")
+                ax.annotate(n, (x, y), xytext=offset, textcoords="offset points", fontsize=8, ha=align)
     fig.colorbar(points, ax=ax, label="STS avg (7 test sets)")
+    ax.margins(x=0.12)  # room for the labels of the outermost points
     ax.set_xlabel("alignment  (lower is better)")
     ax.set_ylabel("uniformity  (lower is better)")
     ax.set_title("Objectives on one harness: alignment vs uniformity (STS-B dev)")
@@ -192,7 +202,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-seq-len", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-4, help="the unsup recipe picked in reports/findings.md")
+    parser.add_argument(
+        "--learning-rate", type=float, default=3e-4, help="the unsup recipe picked in reports/findings.md"
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--precision", choices=("bf16", "no"), default="bf16", help="training and STS test encoding")
     parser.add_argument("--only", default=None, help="comma-separated run names (default: all)")
