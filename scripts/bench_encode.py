@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (shards of the sentences)")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (shards of the sentences)")
     parser.add_argument("--sample", type=int, default=0, help="use a random sample of N sentences (0: all)")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 variant")
     parser.add_argument(

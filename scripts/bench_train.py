@@ -338,7 +338,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-seq-len", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (medians are reported)")
     parser.add_argument("--steps", type=int, default=1, help="timed steps per configuration per round")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per configuration first")
