@@ -7,8 +7,16 @@ import torch.nn.functional as F
 
 
 def cosine_logits(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``cos(anchors_i, candidates_j) / temperature`` as one fused normalise + matmul: ``(n, m)``."""
-    return F.normalize(anchors, dim=-1) @ F.normalize(candidates, dim=-1).T / temperature  # (n, m)
+    """``cos(anchors_i, candidates_j) / temperature`` as one fused normalise + matmul: ``(n, m)``, float32 or wider.
+
+    Computed in float32 even under bf16 / fp16 autocast: bfloat16 resolves cosines near 1 only to
+    about 0.004, which the temperature (1/0.05) would turn into logit steps of 0.08.
+    """
+    dtype = torch.promote_types(torch.promote_types(anchors.dtype, candidates.dtype), torch.float32)  # float64 stays
+    with torch.autocast(device_type=anchors.device.type, enabled=False):
+        a = F.normalize(anchors.to(dtype), dim=-1)  # (n, dim)
+        c = F.normalize(candidates.to(dtype), dim=-1)  # (m, dim)
+        return a @ c.T / temperature  # (n, m)
 
 
 def info_nce(

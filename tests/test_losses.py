@@ -65,3 +65,20 @@ def test_info_nce_gradcheck(hard):
         return info_nce(a, p, h if hard else None, temperature=0.5, hard_negative_weight=0.3 if hard else 0.0)
 
     assert torch.autograd.gradcheck(fn, (a, p, h))
+
+
+def test_logits_are_float32_under_bf16_autocast():
+    """Low-precision cosines / tau would quantise logits (bf16: steps of ~0.08 at tau 0.05)."""
+    from simcse.losses import cosine_logits
+
+    torch.manual_seed(0)
+    a = torch.randn(6, 16).bfloat16().requires_grad_()
+    b = (a.detach() + 0.01 * torch.randn(6, 16).bfloat16()).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = cosine_logits(a, b, 0.05)
+        loss = info_nce(a, b, temperature=0.05)
+    reference = torch.nn.functional.cosine_similarity(a.double()[:, None], b.double()[None], dim=-1) / 0.05
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits.double(), reference, atol=1e-4, rtol=0)
+    loss.backward()  # gradients flow back to the bf16 embeddings
+    assert a.grad is not None and a.grad.dtype == torch.bfloat16 and torch.isfinite(a.grad.float()).all()
