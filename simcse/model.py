@@ -52,7 +52,7 @@ def grouped_forward(
     groups of ``group_rows``, each cut to its own longest row. Padding is masked out of attention
     and pooling, so the embeddings are those of one forward (to float rounding), while most padded
     tokens are skipped (on the shared corpus at max_seq_len 32: a third of all tokens in one padded
-    forward, about a sixth in groups of 32 rows). The
+    forward, an eighth in groups of 32 rows). The
     autograd graph spans all groups, so the loss and its gradient are unchanged. Every row still
     draws its own dropout mask; only the order in which the masks are drawn changes.
     """
