@@ -242,24 +242,13 @@ def score_suite(encoder: Any, data_dir: str, precision: str) -> dict[str, Any]:
 
 
 def score_dev(encoder: Any, data_dir: str, max_seq_len: int) -> dict[str, float]:
-    """STS-B dev and SICK-R dev exactly as the trainer scores them (fp32, truncated at max_seq_len)."""
-    from simcse import evaluate_sts
+    """STS-B dev and SICK-R dev with the trainer's evaluator (fp32), sentences truncated at ``max_seq_len``
+    as the trainer truncated them when this grid was run (reports/findings.md states it)."""
+    from simcse.training import DevEvaluator
 
     encoder.to(_device())
     encoder.max_seq_length = max_seq_len
-    result = evaluate_sts(
-        lambda s: encoder.encode(s, batch_size=128),
-        tasks=["STSBenchmark", "SICKRelatedness"],
-        data_dir=data_dir,
-        stsb_split="dev",
-        sick_mode="dev",
-    )
-    return {
-        "stsb_dev": result["tasks"]["STSBenchmark"]["score"],
-        "sickr_dev": result["tasks"]["SICKRelatedness"]["score"],
-        "alignment": result["alignment"],
-        "uniformity": result["uniformity"],
-    }
+    return DevEvaluator(data_dir, batch_size=128)(encoder, use_head=True)
 
 
 def run_baseline(job: dict[str, Any]) -> dict[str, Any]:
