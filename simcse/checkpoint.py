@@ -24,6 +24,7 @@ import shutil
 from typing import Any
 
 from simcse.io import atomic_write_text, fsync_tree
+from simcse.run_dir import save_together
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +46,23 @@ def _remove(path: str) -> None:
 
 
 def save_checkpoint(accelerator: Any, output_dir: str, step: int, state: dict[str, Any], keep_last_n: int) -> str:
-    """Save a checkpoint for ``step`` on every process; the main process renames and prunes."""
+    """Save a checkpoint for ``step`` on every process; the main process renames and prunes.
+
+    An I/O error on any process (a full disk...) raises :class:`simcse.run_dir.SaveError` on every
+    process, after the partial folder is removed: the checkpoints already there stay as they were.
+    """
     root = checkpoint_root(output_dir)
     final = os.path.join(root, f"step-{step:08d}")
     tmp = os.path.join(root, f".tmp-step-{step:08d}")
-    if accelerator.is_main_process:
+    what = f"checkpoint of step {step}"
+
+    def clear() -> None:
         os.makedirs(root, exist_ok=True)
         for name in os.listdir(root):
             if name.startswith(".tmp-"):  # left by a run killed mid-write
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(tmp)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+
+    def finalize() -> None:
         atomic_write_text(os.path.join(tmp, STATE_FILE), json.dumps({**state, "step": step}, indent=2))
         fsync_tree(tmp)  # durable before it gets its final name (a power cut, not only a kill)
         if os.path.exists(final):  # a step run again after resuming from an older checkpoint
@@ -65,7 +70,14 @@ def save_checkpoint(accelerator: Any, output_dir: str, step: int, state: dict[st
         os.replace(tmp, final)
         for old in list_checkpoints(output_dir)[:-keep_last_n]:
             _remove(old)
-    accelerator.wait_for_everyone()
+
+    def drop_tmp() -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    main = accelerator.is_main_process
+    save_together(accelerator, clear if main else None, what, root, output_dir)
+    save_together(accelerator, lambda: accelerator.save_state(tmp), what, tmp, output_dir, cleanup=drop_tmp)
+    save_together(accelerator, finalize if main else None, what, final, output_dir, cleanup=drop_tmp)
     return final
 
 

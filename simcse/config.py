@@ -26,7 +26,9 @@ class TrainConfig:
     # model
     model_name_or_path: str = _f("bert-base-uncased", "hub name or local folder of the encoder")
     pooler: str = _f("cls", "cls | cls_before_pooler | avg | avg_top2 | avg_first_last")
-    mlp_only_train: bool = _f(True, "use the MLP head in training only (unsup recipe); false keeps it (sup)")
+    mlp_only_train: bool | None = _f(
+        None, "use the MLP head in training only; None: the paper's choice, true for unsup, false (kept) otherwise"
+    )
     dropout: float | None = _f(None, "override hidden and attention dropout (None keeps the model's)")
     same_dropout_mask: bool = _f(False, "ablation: both views share one dropout mask (paper Table 3, 'fixed')")
     # data
@@ -88,6 +90,8 @@ class TrainConfig:
         from simcse.pooling import validate_pooler
 
         validate_pooler(self.pooler)
+        if self.mlp_only_train is None:  # frozen: resolved once, so the saved config.yaml says what ran
+            object.__setattr__(self, "mlp_only_train", self.mode == "unsup")
         validate_objective_config(self)
         checks = [
             (self.mode in get_args(Mode), f"mode must be one of {get_args(Mode)}, got {self.mode!r}"),

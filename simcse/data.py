@@ -152,7 +152,13 @@ def read_csv_examples(
         values = tuple(_cut(row[i].strip(), report) for i in index)
         empty = [c for c, v in zip(columns, values) if not v]
         if empty:
-            _bad(path, line, f"empty field(s) {','.join(empty)}", on_bad_line, report)
+            # refused, not read as " " as the reference code did: an empty sentence embeds to the same
+            # point whatever row it is on, so it would teach nothing and pull unrelated rows together
+            problem = (
+                f"empty field(s) {','.join(empty)} (an empty sentence is refused, not read as a space as the "
+                "reference SimCSE code did; fill it in, or skip such rows with on_bad_line: skip)"
+            )
+            _bad(path, line, problem, on_bad_line, report)
             continue
         rows.append(values)
     if not rows:

@@ -66,3 +66,37 @@ def refuse_data_parallel(num_processes: int) -> None:
             f"`accelerate launch --multi_gpu --num_processes {gpus} training/train.py ...`, "
             "or pick one GPU with CUDA_VISIBLE_DEVICES=0."
         )
+
+
+def launched_on_cpu_only() -> bool:
+    """True when a launcher started several processes (``WORLD_SIZE`` > 1) on a machine without GPUs.
+
+    Accelerate then runs them as one gloo process group only if told ``cpu=True``; without it each
+    process trains alone as "process 0 of 1" on the same rows and writes the same files.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if torch.cuda.is_available():
+        return False
+    xpu = getattr(torch, "xpu", None)
+    return not (xpu is not None and xpu.is_available())
+
+
+def sum_over_processes(values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over processes (a float tensor; itself on one process).
+
+    The loop folds every per-step decision into one such call (loss, non-finite flag, stop request),
+    so all processes take the same branch around the collectives that follow.
+    """
+    if is_distributed():
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def all_agree(ok: bool, device: torch.device | str = "cpu") -> bool:
+    """True when ``ok`` holds on every process (one collective; every process must call it)."""
+    if not is_distributed():
+        return ok
+    flag = torch.tensor([0.0 if ok else 1.0], device=device)
+    return float(sum_over_processes(flag)) == 0.0

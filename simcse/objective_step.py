@@ -257,10 +257,14 @@ class ObjectiveStep:
             self._pending = None
 
     def collapse_metrics(self) -> dict[str, float]:
-        """``embedding_std``, ``batch_uniformity`` and ``collapsed`` (0/1) of the last batch's anchors (warns once)."""
+        """``embedding_std``, ``batch_uniformity`` and ``collapsed`` (0/1) of the last batch's anchors (warns once).
+
+        Every process must call it at the same steps (it gathers the anchors of all processes).
+        """
         if self._last is None or self._last.shape[0] < 2:
             return {}
-        metrics = self.monitor.update(self._last.float())
+        # the global batch's anchors, so the record does not depend on the number of processes
+        metrics = self.monitor.update(gather_no_grad(self._last).float())
         # "uniformity" in a step's record is the dev set's (evaluation); this one is the batch's
         return {
             "embedding_std": metrics["embedding_std"],

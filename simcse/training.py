@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import math
@@ -13,16 +12,28 @@ from typing import Any
 
 import torch
 
-from simcse.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
+from simcse.checkpoint import (
+    BEST_FILE,
+    list_checkpoints,
+    load_latest,
+    reconcile_best,
+    save_checkpoint,
+)
 from simcse.config import TrainConfig, to_yaml
 from simcse.data import BatchSchedule, TokenizedViews
-from simcse.distributed import gather_with_grad, rank_and_world, refuse_data_parallel
+from simcse.distributed import (
+    all_agree,
+    launched_on_cpu_only,
+    rank_and_world,
+    refuse_data_parallel,
+    sum_over_processes,
+)
 from simcse.grad_cache import GradCache
 from simcse.io import atomic_write_text, recover
-from simcse.losses import info_nce
 from simcse.model import build_model, length_group_rows, mask_tokens
 from simcse.model_card import CARD_FILE, finish_run, render_model_card
 from simcse.objective_step import ObjectiveStep
+from simcse.run_dir import RunFolderBusy, RunLock, SaveError, save_together, saving
 from simcse.sts import load_task
 from simcse.sts_eval import evaluate_sts
 from simcse.train_data import load_training_views
@@ -49,21 +60,6 @@ def embed_views(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: Tra
     return z.view(views, -1, z.shape[-1])  # (views, batch, dim)
 
 
-def contrastive_loss(z: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """InfoNCE of local anchors against the candidates of every process (gathered with gradient)."""
-    rank, _ = rank_and_world()
-    positives = gather_with_grad(z[1])  # (world * batch, dim)
-    hard = gather_with_grad(z[2]) if z.shape[0] > 2 else None  # (world * batch, dim)
-    return info_nce(
-        z[0],
-        positives,
-        hard,
-        temperature=cfg.temperature,
-        hard_negative_weight=cfg.hard_negative_weight,
-        label_offset=rank * z.shape[1],
-    )
-
-
 def compute_loss(
     model: Any, batch: dict[str, torch.Tensor], cfg: TrainConfig, tokenizer: Any, objective: ObjectiveStep | None = None
 ) -> torch.Tensor:
@@ -86,11 +82,21 @@ def compute_loss(
     return loss
 
 
-def make_grad_cache(cfg: TrainConfig, accelerator: Any = None) -> GradCache | None:
-    """The gradient cache for ``cfg.grad_cache_chunk_size`` (the same loss as :func:`compute_loss`), or None."""
+def make_grad_cache(
+    cfg: TrainConfig, accelerator: Any = None, objective: ObjectiveStep | None = None
+) -> GradCache | None:
+    """The gradient cache for ``cfg.grad_cache_chunk_size``, or None.
+
+    Its loss is the objective's own (:meth:`ObjectiveStep.loss`, as in :func:`compute_loss`), so the
+    step records the same collapse metrics with or without the cache.
+    """
     if not cfg.grad_cache_chunk_size:
         return None
-    loss_fn = functools.partial(contrastive_loss, cfg=cfg)
+    step = objective if objective is not None else ObjectiveStep(cfg, 0)
+
+    def loss_fn(z: torch.Tensor) -> torch.Tensor:
+        return step.loss(None, z, {})  # the cache's objectives (infonce) read neither model nor batch
+
     return GradCache(cfg.grad_cache_chunk_size, loss_fn, cfg.num_views, accelerator)
 
 
@@ -175,6 +181,9 @@ def _truncate_metrics(path: str, step: int) -> None:
 def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
     """Train per ``cfg``; the best model by STS-B dev is saved to ``<output_dir>/model``.
 
+    Runs as one process or as every process of a launch (``torchrun``, ``accelerate launch``): the
+    run is the same either way (the same global batches, loss, learning rate and weights).
+
     Args:
         cfg: The run's config.
         resume: Continue from the newest complete checkpoint in ``cfg.output_dir``.
@@ -182,14 +191,54 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
             the learning-rate schedule still spans the full run.
 
     Returns the final trainer state (best metric and step, last step, counters).
+
+    Raises:
+        RunFolderBusy: another live run holds ``cfg.output_dir``.
+        SaveError: a model or checkpoint could not be written (disk full, permissions...).
+    """
+    accelerator = _accelerator(cfg)
+    lock = RunLock(cfg.output_dir) if accelerator.is_main_process else None
+    refusal: BaseException | None = None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except RunFolderBusy as err:
+            refusal, lock = err, None
+        else:
+            if not resume and list_checkpoints(cfg.output_dir):  # a fresh start would mix with and prune them
+                refusal = FileExistsError(
+                    f"{cfg.output_dir}: holds an earlier run's checkpoints; resume it or pick another folder"
+                )
+    if not all_agree(refusal is None, accelerator.device):  # every process stops; none waits in a barrier
+        if lock is not None:
+            lock.release()
+        raise refusal or RunFolderBusy(f"{cfg.output_dir}: the main process could not take the run folder")
+    try:
+        return _train(accelerator, cfg, resume, stop_after)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _accelerator(cfg: TrainConfig) -> Any:
+    """Accelerate's state for this run: the launcher's processes, the config's precision.
+
+    ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone);
+    the scheduler is stepped once per global step (Accelerate would step it once per process).
     """
     from accelerate import Accelerator
+
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir,
+        cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False,
+    )  # fmt: skip
+    refuse_data_parallel(accelerator.num_processes)
+    return accelerator
+
+
+def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
-    if not resume and list_checkpoints(cfg.output_dir):  # a fresh start would mix with and prune them
-        raise FileExistsError(f"{cfg.output_dir}: holds an earlier run's checkpoints; resume it or pick another folder")
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir)
-    refuse_data_parallel(accelerator.num_processes)
     set_seed(cfg.seed)
     model = build_model(cfg)
     tokenizer = model.encoder.tokenizer
@@ -205,7 +254,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     out, metrics_path = cfg.output_dir, os.path.join(cfg.output_dir, "metrics.jsonl")
     state: dict[str, Any] = {"step": 0, "best_metric": -math.inf, "best_step": -1, "nonfinite_skipped": 0}
     if accelerator.is_main_process:
-        os.makedirs(out, exist_ok=True)
         for path in (os.path.join(out, "model"), metrics_path, os.path.join(out, "config.yaml")):
             recover(path)  # what a kill during a save left behind
         atomic_write_text(os.path.join(out, "config.yaml"), to_yaml(cfg))
@@ -219,17 +267,25 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     if cfg.log_with:
         accelerator.init_trackers("simcse", config={k: str(v) for k, v in vars(cfg).items()})
     stop, rank, in_a_row = _Stop(), accelerator.process_index, 0
+    log_error: SaveError | None = None
     checkpoint_every = cfg.checkpoint_steps or cfg.eval_steps
     progress = _progress(total, state["step"], accelerator.is_main_process)
-    cache = make_grad_cache(cfg, accelerator)  # None: one forward with graph over the whole batch
+    cache = make_grad_cache(cfg, accelerator, objective)  # None: one forward with graph over the whole batch
     backward = cache.backward if cache else accelerator.backward
     model.train()
     for step in range(state["step"], total):
         batch = {k: v.to(accelerator.device) for k, v in views.collate(schedule.rows(step, rank)).items()}
         with accelerator.autocast():
             loss = cache.loss(model, batch) if cache else compute_loss(model, batch, cfg, tokenizer, objective)
-        # the one host sync per step: a non-finite loss (fp16 overflow, bad data) must skip the update
-        if not torch.isfinite(loss).item():
+        # one collective per step decides for every process: the mean loss, whether any process's loss is
+        # non-finite (then all skip the update: a process alone in DDP's all-reduce would wait for ever) and
+        # whether any process was asked to stop (then all checkpoint the same step)
+        mean_loss, finite, stop_now, failed = _agree_on_step(
+            loss, stop.requested or step + 1 == stop_after, log_error is not None
+        )
+        if failed:  # the main process could not write the metrics of the step before
+            raise log_error or SaveError(f"{metrics_path}: the main process could not write the metrics")
+        if not finite:
             in_a_row, state["nonfinite_skipped"] = in_a_row + 1, state["nonfinite_skipped"] + 1
             logger.warning("step %d: non-finite loss, update skipped (%d in a row)", step + 1, in_a_row)
             optimizer.zero_grad(set_to_none=True)
@@ -249,25 +305,30 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
         scheduler.step()
         state["step"] = done = step + 1
         progress.update(1)
-        record: dict[str, Any] = {"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+        record: dict[str, Any] = {"step": done, "loss": mean_loss, "lr": scheduler.get_last_lr()[0]}
         if cfg.collapse_check_steps and done % cfg.collapse_check_steps == 0:
-            record.update(objective.collapse_metrics())  # this batch's spread; warns once on collapse
-        stop.requested |= done == stop_after
+            record.update(objective.collapse_metrics())  # the global batch's spread; warns once on collapse
         # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
         if done % cfg.eval_steps == 0 or done == total:
             record.update(_evaluate(accelerator, model, evaluator, cfg, state, done))
         if accelerator.is_main_process:
-            _log(metrics_path, record)
+            try:
+                with saving("metrics", metrics_path, out):
+                    _log(metrics_path, record)
+            except SaveError as err:
+                log_error = err  # raised by every process at the next step's agreement
             progress.set_postfix(
                 loss=f"{record['loss']:.4f}",
                 **({"stsb_dev": f"{record['stsb_dev']:.2f}"} if "stsb_dev" in record else {}),
             )
         if cfg.log_with:
             accelerator.log(record, step=done)
-        if done % checkpoint_every == 0 or done == total or stop.requested:
+        if done % checkpoint_every == 0 or done == total or stop_now:
             save_checkpoint(accelerator, out, done, state, cfg.keep_last_n)
-        if stop.requested:
+        if stop_now:
             break
+    if log_error is not None:
+        raise log_error
     progress.close()
     stop.close()
     accelerator.end_training()
@@ -275,6 +336,19 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
         _summarise(state, out)
         finish_run(cfg)  # training_curves.png in the run and model folders, the model card
     return state
+
+
+def _agree_on_step(loss: torch.Tensor, stop: bool, failed: bool) -> tuple[float, bool, bool, bool]:
+    """``(mean loss, every loss finite, any process stopping, any process failed)`` over all processes.
+
+    One sum over processes, the step's one host sync.
+    """
+    local = loss.detach().float().reshape(1)
+    finite = torch.isfinite(local)
+    flags = torch.tensor([float(stop), float(failed)], device=local.device)
+    total = sum_over_processes(torch.cat([torch.where(finite, local, 0.0), (~finite).float(), flags])).tolist()
+    nonfinite = total[1] > 0
+    return (math.nan if nonfinite else total[0] / rank_and_world()[1]), not nonfinite, total[2] > 0, total[3] > 0
 
 
 def _summarise(state: dict[str, Any], out: str) -> None:
@@ -295,6 +369,8 @@ def _evaluate(
 ) -> dict:
     """Score on the main process; save the model when STS-B dev improves (ties keep the earlier)."""
     result: dict[str, Any] = {}
+    save = None
+    folder = os.path.join(cfg.output_dir, "model")
     if accelerator.is_main_process and evaluator is not None:
         encoder = accelerator.unwrap_model(model).encoder
         result = evaluator(encoder, use_head=not cfg.mlp_only_train)
@@ -303,9 +379,14 @@ def _evaluate(
             state["best_metric"], state["best_step"] = result["stsb_dev"], step
             best = {BEST_FILE: json.dumps({"step": step, "metric": "stsb_dev", "value": result["stsb_dev"]})}
             best[CARD_FILE] = render_model_card(cfg, result, step)  # saved with the weights, atomically
-            encoder.save(os.path.join(cfg.output_dir, "model"), include_head=not cfg.mlp_only_train, extra_files=best)
+
+            def save() -> None:
+                encoder.save(folder, include_head=not cfg.mlp_only_train, extra_files=best)
+                logger.info("step %d: best STS-B dev so far (%.2f), saved to %s", step, result["stsb_dev"], folder)
+
             result["new_best"] = True
-    accelerator.wait_for_everyone()
+    # every process waits here for the save, and stops with it if it fails
+    save_together(accelerator, save, "best model", folder, cfg.output_dir)
     return result
 
 

@@ -4,6 +4,7 @@ and in train()); bf16 encoding stays close to float32."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -11,9 +12,10 @@ import pytest
 import torch
 
 from simcse.grad_cache import GradCache
+from simcse.losses import info_nce
 from simcse.model import build_model
 from simcse.train_data import load_training_views
-from simcse.training import compute_loss, contrastive_loss, make_grad_cache, train
+from simcse.training import compute_loss, make_grad_cache, train
 from tests.test_training import _weights, cfg_for, run_probe, write_corpus, write_triplets
 
 SEED = 1234
@@ -55,6 +57,12 @@ def cached(model, batch, cfg, chunk):
     loss = cache.loss(model, batch)
     cache.backward(loss)
     return loss
+
+
+def contrastive_loss(z, cfg):
+    """Single-process InfoNCE of the views ``z`` ``(views, batch, dim)``, the loss the step computes."""
+    hard = z[2] if z.shape[0] > 2 else None
+    return info_nce(z[0], z[1], hard, temperature=cfg.temperature, hard_negative_weight=cfg.hard_negative_weight)
 
 
 def same_masks_reference(model, batch, cfg, chunk):
@@ -132,8 +140,10 @@ def test_train_with_cache_gives_the_same_weights(tiny_model_dir, data, tmp_path,
     # The random tiny model's embeddings are nearly parallel (cosines ~1), so gradients hinge on their
     # small differences, where a chunked forward's rounding shows; Adam's steps of ~lr regardless of
     # gradient size would carry that to ~2e-5 at lr 1e-3, hence lr 1e-4 (differences ~4e-6).
-    kw = dict(max_steps=4, eval_steps=4, data_dir=shared_data, seed=3, dropout=0.0, learning_rate=1e-4)
-    runs = {}
+    kw = dict(
+        max_steps=4, eval_steps=4, data_dir=shared_data, seed=3, dropout=0.0, learning_rate=1e-4, collapse_check_steps=2
+    )  # fmt: skip
+    runs, watched = {}, {}
     for chunk in (0, 4):
         cfg = cfg_for(
             tiny_model_dir, data["unsup"], tmp_path, output_dir=str(tmp_path / f"c{chunk}"),
@@ -141,8 +151,13 @@ def test_train_with_cache_gives_the_same_weights(tiny_model_dir, data, tmp_path,
         )  # fmt: skip
         train(cfg)
         runs[chunk] = _weights(os.path.join(cfg.output_dir, "checkpoints", "step-00000004"))
+        with open(os.path.join(cfg.output_dir, "metrics.jsonl"), encoding="utf-8") as f:
+            watched[chunk] = [json.loads(line).get("embedding_std") for line in f]
     for name, w in runs[0].items():
         torch.testing.assert_close(runs[4][name], w, atol=1e-5, rtol=0, msg=name)
+    # the collapse watch runs under the cache too (steps 2 and 4), on the same anchors
+    assert watched[0][1] is not None and watched[0][3] is not None and watched[0][0] is None
+    assert watched[4] == pytest.approx(watched[0], abs=1e-6)
 
 
 @pytest.mark.parametrize("clash", [{"do_mlm": True}, {"same_dropout_mask": True}, {"objective": "nt_xent"}])

@@ -271,7 +271,7 @@ def test_resolved_config_saved_and_unknown_keys_rejected(tiny_model_dir, corpus,
         (b"premise,hypothesis\na,b\n", "pairs", r":1: header .* lacks column\(s\) sent0,sent1"),
         (b"sent0,sent1\na,b\n", "triplets", r":1: header .* lacks column\(s\) hard_neg"),
         (b"sent0,sent1,hard_neg\na,b,c\nd,e\n", "triplets", r":3: expected 3 fields, found 2"),
-        (b"sent0,sent1,hard_neg\na,b,c\nd,,f\n", "triplets", r":3: empty field\(s\) sent1"),
+        (b"sent0,sent1,hard_neg\na,b,c\nd,,f\n", "triplets", r":3: empty field\(s\) sent1 .*on_bad_line: skip"),
     ],
 )
 def test_bad_training_data_names_file_and_line(tiny_model_dir, tmp_path, content, mode, message):
@@ -298,3 +298,30 @@ def test_mlm_auxiliary_loss_runs_and_adds(tiny_model_dir, corpus, tmp_path):
     plain = compute_loss(model, batch, load_config(None, {**vars(cfg), "do_mlm": False}), model.encoder.tokenizer)
     # MLM cross-entropy over a random 30-token vocabulary is about log(V) > 0, weighted by 0.1
     assert float((with_mlm - plain).detach()) > 0.1 * 1.0
+
+
+def test_mlp_kept_by_default_for_supervised_modes_and_dropped_for_unsup(tmp_path):
+    # the paper keeps the MLP at test time for supervised SimCSE, uses it in training only for unsup
+    assert cfg_for("m", "f.csv", tmp_path, mode="triplets").mlp_only_train is False
+    assert cfg_for("m", "f.csv", tmp_path, mode="pairs").mlp_only_train is False
+    assert cfg_for("m", "f.txt", tmp_path, mode="unsup").mlp_only_train is True
+    assert cfg_for("m", "f.csv", tmp_path, mode="triplets", mlp_only_train=True).mlp_only_train is True
+    assert cfg_for("m", "f.txt", tmp_path, mode="unsup", mlp_only_train=False).mlp_only_train is False
+
+
+# Appendix A of the paper (batch size, learning rate) and its MLP choice; batch_size is per process
+PAPER_RECIPES = {
+    "unsup_bert_base.yaml": (64, 3e-5, True),
+    "unsup_roberta_base.yaml": (512, 1e-5, True),
+    "sup_bert_base.yaml": (512, 5e-5, False),
+    "sup_roberta_base.yaml": (512, 5e-5, False),
+}
+
+
+@pytest.mark.parametrize("name", list(PAPER_RECIPES))
+def test_paper_recipes_use_the_papers_hyperparameters(name):
+    batch, lr, mlp_only_train = PAPER_RECIPES[name]
+    cfg = load_config(os.path.join(os.path.dirname(HERE), "training", "configs", name))
+    processes = 4 if batch > cfg.batch_size else 1  # the recipes' comments: 4 processes x 128
+    assert cfg.batch_size * processes == batch
+    assert cfg.learning_rate == lr and cfg.mlp_only_train is mlp_only_train and cfg.temperature == 0.05

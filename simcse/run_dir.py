@@ -1,0 +1,188 @@
+"""The run folder's guard: one run at a time, and save failures reported in one line.
+
+:class:`RunLock` holds ``<output_dir>/.simcse.lock`` for the whole run (the main process only). The
+lock is an ``flock`` on that file, which the kernel drops when its holder dies, so a lock left by a
+killed run is taken over (with a warning naming the old holder), while a second run started into a
+live run's folder is refused with a message naming the holder's pid, host and start time. The file
+also records the holder in plain text for people and for that message.
+
+:func:`saving` turns any I/O error while writing a model or checkpoint (disk full, permission,
+a folder removed under the run) into a :class:`SaveError`: one line saying what could not be
+written, that what was saved before is untouched (every save writes to a temporary name and renames,
+see :mod:`simcse.io`), and how to continue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from simcse.distributed import all_agree
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = ".simcse.lock"
+
+
+class RunFolderBusy(OSError):
+    """Another live run holds the run folder."""
+
+
+class SaveError(OSError):
+    """A model or checkpoint could not be written; what was saved before is intact."""
+
+
+def _holder_text(info: dict[str, Any]) -> str:
+    return f"pid {info.get('pid', '?')} on {info.get('host', '?')} (started {info.get('started', '?')})"
+
+
+class RunLock:
+    """An exclusive lock on a run folder for the life of a run (``with RunLock(path): ...``).
+
+    Args:
+        output_dir: The run folder (created if missing).
+
+    Raises:
+        RunFolderBusy: when a live process holds the folder.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        self.path = os.path.join(output_dir, LOCK_FILE)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`RunFolderBusy` naming the holder."""
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._read(fd)
+                os.close(fd)
+                raise RunFolderBusy(
+                    f"{os.path.dirname(self.path)}: another run is using this folder: {_holder_text(holder)}; "
+                    "wait for it to finish, or give another output_dir"
+                ) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # a finishing run removed the file between our open and our lock: lock the new one
+        left = self._read(fd)
+        if left:  # the kernel released a lock whose holder never cleaned up: it was killed
+            logger.warning(
+                "%s: taking over the lock of %s, which ended without releasing it", self.path, _holder_text(left)
+            )
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Remove the file (a clean end leaves nothing behind) and drop the lock."""
+        if self._fd is None:
+            return
+        import fcntl
+
+        with contextlib.suppress(OSError):
+            os.remove(self.path)  # before unlocking: whoever locks next sees a new file (see acquire)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    @staticmethod
+    def _read(fd: int) -> dict[str, Any]:
+        try:
+            text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            return json.loads(text) if text else {}
+        except ValueError:
+            return {"pid": "?", "host": "?", "started": "?"}
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _reason(err: BaseException) -> str:
+    """The OS's words for an I/O error, also when a library wrapped it (safetensors' ``IoError(Os {...})``)."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err)
+    if 'message: "' in text:  # SafetensorError: Error while serializing: IoError(Os { ..., message: "..." })
+        return text.split('message: "', 1)[1].split('"', 1)[0]
+    return " ".join(text.split()) or type(err).__name__
+
+
+def _io_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (OSError,)
+    with contextlib.suppress(ImportError):
+        from safetensors import SafetensorError
+
+        errors += (SafetensorError,)
+    return errors
+
+
+@contextlib.contextmanager
+def saving(what: str, path: str, output_dir: str) -> Iterator[None]:
+    """Turn an I/O error inside the block into a one-line :class:`SaveError` about ``what`` at ``path``."""
+    try:
+        yield
+    except _io_errors() as err:
+        if isinstance(err, SaveError):
+            raise
+        raise SaveError(
+            f"could not write the {what} to {path}: {_reason(err)}. Nothing saved before was changed; "
+            f"fix the cause, then continue with --resume (output_dir {output_dir})"
+        ) from err
+
+
+def save_together(
+    accelerator: Any,
+    action: Callable[[], Any] | None,
+    what: str,
+    path: str,
+    output_dir: str,
+    cleanup: Callable[[], Any] | None = None,
+) -> None:
+    """Run ``action`` on this process (None: nothing here) and agree with every process on the outcome.
+
+    Every process calls this at the same point. An I/O error on any process raises a one-line
+    :class:`SaveError` on all of them (the failing one names the cause), after ``cleanup`` ran on the
+    main process; no process is left waiting in a collective for one that failed. It is also the
+    barrier after a save made by the main process alone.
+    """
+    error: SaveError | None = None
+    try:
+        with saving(what, path, output_dir):
+            if action is not None:
+                action()
+    except SaveError as err:
+        error = err
+    if not all_agree(error is None, accelerator.device):
+        if cleanup is not None and accelerator.is_main_process:
+            with contextlib.suppress(Exception):
+                cleanup()
+        raise error or SaveError(
+            f"another process could not write its part of the {what} to {path} (its error says why). Nothing saved "
+            f"before was changed; fix the cause, then continue with --resume (output_dir {output_dir})"
+        )
