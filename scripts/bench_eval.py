@@ -48,7 +48,7 @@ def run_theirs(model: str, tasks: list[str], data_dir: str | None, batch_size: i
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
-    from simcse.sts import load_task
+    from simcse.evaluation.tasks import load_task
 
     pairs = [(t, sub) for name in tasks for t in [load_task(name, data_dir)] for sub in t.subsets]
     start = time.perf_counter()
@@ -68,7 +68,7 @@ def run_theirs(model: str, tasks: list[str], data_dir: str | None, batch_size: i
 
 def main() -> None:
     """Run both evaluations, print the timings, the ratio and the largest score difference."""
-    from simcse.sts import TASKS
+    from simcse.evaluation.tasks import TASKS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: packaged all-MiniLM-L6-v2)")

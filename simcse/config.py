@@ -84,8 +84,8 @@ class TrainConfig:
     log_with: str | None = _f(None, "Accelerate tracker, e.g. tensorboard")
 
     def __post_init__(self) -> None:
+        from simcse.encoder.pooling import validate_pooler
         from simcse.objective_step import validate_objective_config
-        from simcse.pooling import validate_pooler
 
         validate_pooler(self.pooler)
         validate_objective_config(self)

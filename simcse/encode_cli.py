@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from simcse.cli import CommandError, one_line
-from simcse.pooling import POOLERS
+from simcse.encoder.pooling import POOLERS
 
 logger = logging.getLogger(__name__)
 

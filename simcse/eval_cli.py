@@ -20,9 +20,9 @@ from typing import Any
 
 from simcse.cli import CommandError, configure_logging, one_line, run_command
 from simcse.data_dir import resolve_data_dir
+from simcse.encoder.pooling import POOLERS
+from simcse.evaluation.tasks import TASKS, STSTask, load_task
 from simcse.io import atomic_write_text
-from simcse.pooling import POOLERS
-from simcse.sts import TASKS, STSTask, load_task
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask
         :func:`simcse.evaluate_sts` (tasks with every subset and all/mean/wmean, avg, alignment,
         uniformity, n_sentences) and seconds.
     """
-    from simcse.sts_eval import evaluate_sts
+    from simcse.evaluation.scoring import evaluate_sts
 
     encoder = load_encoder(name, args.pooler, device)
     start = time.perf_counter()
@@ -268,7 +268,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """
     import torch
 
-    from simcse.sts_eval import format_table
+    from simcse.evaluation.scoring import format_table
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")

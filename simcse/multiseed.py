@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from simcse.config import TrainConfig
+from simcse.evaluation.tasks import PAPER_COLUMNS, TASKS
 from simcse.io import atomic_write_text
 from simcse.model_card import add_test_results
-from simcse.sts import PAPER_COLUMNS, TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def evaluate_run(
     import torch
 
     from simcse.encoder import Encoder
-    from simcse.sts_eval import evaluate_sts
+    from simcse.evaluation.scoring import evaluate_sts
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder = Encoder.from_pretrained(os.path.join(run_dir, "model")).to(device).eval()

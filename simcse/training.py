@@ -17,14 +17,14 @@ from simcse.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcil
 from simcse.config import TrainConfig, to_yaml
 from simcse.data import BatchSchedule, TokenizedViews
 from simcse.distributed import gather_with_grad, rank_and_world, refuse_data_parallel
+from simcse.evaluation.scoring import evaluate_sts
+from simcse.evaluation.tasks import load_task
 from simcse.grad_cache import GradCache
 from simcse.io import atomic_write_text, recover
-from simcse.losses import info_nce
 from simcse.model import build_model, length_group_rows, mask_tokens
 from simcse.model_card import CARD_FILE, finish_run, render_model_card
 from simcse.objective_step import ObjectiveStep
-from simcse.sts import load_task
-from simcse.sts_eval import evaluate_sts
+from simcse.objectives.infonce import info_nce
 from simcse.train_data import load_training_views
 
 logger = logging.getLogger(__name__)
