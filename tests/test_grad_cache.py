@@ -116,6 +116,7 @@ def test_rng_continues_as_after_phase_one(tiny_model_dir, data, tmp_path):
         cache.backward(loss)
 
 
+@pytest.mark.slow  # several processes
 def test_two_processes_with_cache_equal_one_process_plain(tiny_model_dir, data, tmp_path):
     # triplets: positives and hard negatives are both gathered with gradient; DDP all-reduces once.
     # Dropout 0: the RNG streams of 1 and 2 processes differ, so masks could not match.
