@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
@@ -19,9 +19,6 @@ from simcse.encoder.hub import resolve_file, resolve_model_name
 from simcse.encoder.pooling import Pooler, validate_pooler
 from simcse.encoder.st_format import read_st_layout, write_st_layout
 from simcse.io import atomic_dir
-
-if TYPE_CHECKING:
-    from simcse.encoder.encoder import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +73,10 @@ def load_parts(
 
 
 def save_folder(
-    encoder: Encoder, path: str, *, include_head: bool = True, extra_files: dict[str, str] | None = None
+    encoder: nn.Module, path: str, *, include_head: bool = True, extra_files: dict[str, str] | None = None
 ) -> None:
-    """Write ``encoder`` to ``path`` atomically (see :meth:`simcse.encoder.Encoder.save`)."""
+    """Write ``encoder`` (an :class:`~simcse.encoder.Encoder`, not imported: it imports this module) to ``path``
+    atomically (see :meth:`simcse.encoder.Encoder.save`)."""
     head = encoder.head if include_head and encoder.pooler != "cls_before_pooler" else None
     pooler = encoder.pooler
     if head is None and pooler == "cls":
