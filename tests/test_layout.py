@@ -62,10 +62,10 @@ def test_scripts_use_the_library_not_copies(script: str) -> None:
     assert "evaluate_sts(" not in _read(os.path.join(REPO, "scripts", script))
 
 
-def test_score_suite_equals_evaluate_sts(tiny_encoder, shared_data: str) -> None:
+def test_score_suite_equals_evaluate_sts(tiny_encoder, small_dev_data: str) -> None:
     tasks = ["STSBenchmark", "SICKRelatedness"]
-    ours = score_suite(tiny_encoder, tasks, shared_data, batch_size=16, stsb_split="dev", sick_mode="dev")
-    ref = evaluate_sts(lambda s: tiny_encoder.encode(s, batch_size=16), tasks, shared_data, stsb_split="dev",
+    ours = score_suite(tiny_encoder, tasks, small_dev_data, batch_size=16, stsb_split="dev", sick_mode="dev")
+    ref = evaluate_sts(lambda s: tiny_encoder.encode(s, batch_size=16), tasks, small_dev_data, stsb_split="dev",
                        sick_mode="dev")  # fmt: skip
     assert ours["avg"] == pytest.approx(ref["avg"], abs=1e-6)
     assert ours["uniformity"] == pytest.approx(ref["uniformity"], abs=1e-6)
