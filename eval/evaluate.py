@@ -7,7 +7,7 @@ Same options as ``simcse eval``; see ``python eval/evaluate.py --help``. Example
 
 import sys
 
-from simcse.eval_cli import main
+from simcse.cli.eval import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="eval/evaluate.py"))

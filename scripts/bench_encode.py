@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from simcse.sts import TASKS, load_task
-from simcse.sts_eval import evaluate_sts, format_table
+from simcse.evaluation.scoring import evaluate_sts, format_table
+from simcse.evaluation.tasks import TASKS, load_task
 
 EncodeFn = Callable[[list[str], int], np.ndarray]
 

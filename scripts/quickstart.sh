@@ -39,7 +39,7 @@ say "2/2  unsupervised SimCSE, $steps steps of 64 sentences, then the STS test s
 python - "$run" "$SECONDS" <<'EOF'
 import json, os, sys
 
-from simcse.sts_eval import format_table
+from simcse.evaluation import format_table
 
 run, seconds = sys.argv[1], int(sys.argv[2])
 before = json.load(open(os.path.join(run, "before.json"), encoding="utf-8"))["models"][0]

@@ -1,90 +1,40 @@
-"""simcse: sentence embeddings by contrastive learning (Gao, Yao & Chen, EMNLP 2021)."""
+"""simcse: sentence embeddings by contrastive learning (Gao, Yao & Chen, EMNLP 2021).
 
-from simcse.encoder import Encoder
-from simcse.evaluation import aggregate, alignment, cosine_pairs, pearson, spearman, uniformity
-from simcse.losses import info_nce
-from simcse.objectives import (
-    DISTANCES,
-    OBJECTIVES,
-    CollapseMonitor,
-    CrossBatchMemory,
-    KeyQueue,
-    MomentumEncoder,
-    ObjectiveSpec,
-    Predictor,
-    Prototypes,
-    barlow_twins,
-    build_objective,
-    byol_loss,
-    circle_loss,
-    contrastive_loss,
-    cosine_momentum,
-    distance_matrix,
-    ema_update,
-    embedding_std,
-    lifted_structure_loss,
-    logistic_loss,
-    moco_loss,
-    n_pair_loss,
-    nt_xent,
-    paired_distance,
-    simsiam_loss,
-    sinkhorn_knopp,
-    swapped_prediction,
-    swav_loss,
-    triplet_loss,
-    xbm_loss,
+The public surface: encode with :class:`Encoder`, score with :func:`evaluate_sts` / :func:`score_suite`,
+train with the objectives of :data:`OBJECTIVES` (``simcse.training.train``, ``simcse train``). Everything
+else lives in the sub-packages: :mod:`simcse.encoder`, :mod:`simcse.objectives`, :mod:`simcse.evaluation`,
+:mod:`simcse.cli`.
+"""
+
+from simcse.encoder import POOLERS, Encoder
+from simcse.evaluation import (
+    TASKS,
+    STSDataError,
+    alignment,
+    evaluate_sts,
+    format_table,
+    load_task,
+    score_suite,
+    spearman,
+    uniformity,
 )
-from simcse.pooling import POOLERS, Pooler, pool
-from simcse.sts import TASKS, STSDataError, load_task
-from simcse.sts_eval import evaluate_sts, format_table
+from simcse.objectives import OBJECTIVES, ObjectiveSpec, build_objective, info_nce
 
 __all__ = [
-    "DISTANCES",
     "OBJECTIVES",
     "POOLERS",
     "TASKS",
-    "CollapseMonitor",
-    "CrossBatchMemory",
     "Encoder",
-    "KeyQueue",
-    "MomentumEncoder",
     "ObjectiveSpec",
-    "Pooler",
-    "Predictor",
-    "Prototypes",
     "STSDataError",
-    "aggregate",
     "alignment",
-    "barlow_twins",
     "build_objective",
-    "byol_loss",
-    "circle_loss",
-    "contrastive_loss",
-    "cosine_momentum",
-    "cosine_pairs",
-    "distance_matrix",
-    "ema_update",
-    "embedding_std",
     "evaluate_sts",
     "format_table",
     "info_nce",
-    "lifted_structure_loss",
     "load_task",
-    "logistic_loss",
-    "moco_loss",
-    "n_pair_loss",
-    "nt_xent",
-    "paired_distance",
-    "pearson",
-    "pool",
-    "simsiam_loss",
-    "sinkhorn_knopp",
+    "score_suite",
     "spearman",
-    "swapped_prediction",
-    "swav_loss",
-    "triplet_loss",
     "uniformity",
-    "xbm_loss",
 ]
 __version__ = "0.1.0"

@@ -86,8 +86,8 @@ class TrainConfig:
     log_with: str | None = _f(None, "Accelerate tracker, e.g. tensorboard")
 
     def __post_init__(self) -> None:
+        from simcse.encoder.pooling import validate_pooler
         from simcse.objective_step import validate_objective_config
-        from simcse.pooling import validate_pooler
 
         validate_pooler(self.pooler)
         if self.mlp_only_train is None:  # frozen: resolved once, so the saved config.yaml says what ran

@@ -11,8 +11,8 @@ from torch import nn
 
 from simcse.config import TrainConfig
 from simcse.encoder import Encoder
-from simcse.heads import DenseHead
-from simcse.hub import resolve_model_name
+from simcse.encoder.heads import DenseHead
+from simcse.encoder.hub import resolve_model_name
 
 logger = logging.getLogger(__name__)
 

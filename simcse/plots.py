@@ -1,4 +1,5 @@
-"""Training curves of a run: loss, STS-B dev Spearman, alignment and uniformity over steps.
+"""Training curves of a run (loss, STS-B dev Spearman, alignment, uniformity over steps) and the
+alignment-uniformity plot of the SimCSE paper's Figure 2.
 
 The four panels follow what the SimCSE paper watches during training (its Figure 2 tracks
 alignment and uniformity; model selection uses STS-B dev). The data is the run's ``metrics.jsonl``
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], lis
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def _smooth(values: Sequence[float], window: int) -> np.ndarray:
+def smooth(values: Sequence[float], window: int) -> np.ndarray:
     """Trailing moving average (the first points average what there is so far)."""
     v = np.asarray(values, dtype=np.float64)
     if window <= 1 or v.size == 0:
@@ -70,7 +71,7 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
         window = max(1, len(steps) // 20)
         if window > 1:  # noisy per-step values, faint, under their moving average
             ax_loss.plot(steps, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
-            ax_loss.plot(steps, _smooth(loss, window), color="tab:blue", linewidth=1.8, label=f"mean of {window} steps")
+            ax_loss.plot(steps, smooth(loss, window), color="tab:blue", linewidth=1.8, label=f"mean of {window} steps")
             ax_loss.legend(fontsize=8)
         else:
             ax_loss.plot(steps, loss, color="tab:blue", linewidth=1.2)
@@ -109,6 +110,82 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
     fig.tight_layout()
     _save(fig, path)
     return path
+
+
+def plot_align_uniform(
+    path: str,
+    points: Sequence[Mapping[str, Any]] = (),
+    trajectories: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    *,
+    title: str = "Alignment vs uniformity",
+    color_label: str | None = None,
+) -> str:
+    """The SimCSE paper's Figure 2 (after Wang & Isola, 2020): uniformity on x, alignment on y, lower is better.
+
+    Args:
+        path: Image file (format from its extension), replaced atomically.
+        points: One marker each, with ``uniformity``, ``alignment`` and ``label``; optional ``group``
+            (marker shape, one legend entry per group) and ``color`` (a value on a colour scale titled
+            ``color_label``, e.g. the STS average).
+        trajectories: Name -> records in training order (``uniformity``, ``alignment``, ``step``): a line with
+            arrows, its last point labelled with its step.
+        title: Axes title.
+        color_label: Colour bar title, when points carry ``color``.
+
+    Returns:
+        ``path``.
+    """
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
+
+    fig = Figure(figsize=(7, 5.2), dpi=120)
+    ax = fig.subplots()
+    _draw_points(fig, ax, points, color_label)
+    for name, records in (trajectories or {}).items():
+        xs, ys = [r["uniformity"] for r in records], [r["alignment"] for r in records]
+        (line,) = ax.plot(xs, ys, marker="o", ms=4, lw=0.8, label=name)
+        for i in range(1, len(xs)):
+            arrow = {"arrowstyle": "->", "color": line.get_color(), "lw": 1.2}
+            ax.annotate("", (xs[i], ys[i]), (xs[i - 1], ys[i - 1]), arrowprops=arrow)
+        if xs:
+            ax.annotate(f"step {records[-1].get('step', '')}", (xs[-1], ys[-1]), fontsize=7, color=line.get_color(),
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("uniformity (lower is better)")
+    ax.set_ylabel("alignment (lower is better)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.margins(0.2)  # room for the labels of the outermost points
+    ax.locator_params(axis="x", nbins=6)  # close models give long tick labels (-3.832): fewer, so they do not overlap
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def _draw_points(fig: Any, ax: Any, points: Sequence[Mapping[str, Any]], color_label: str | None) -> None:
+    """Scatter ``points`` (see :func:`plot_align_uniform`), each labelled, labels moved off close neighbours."""
+    values = [p["color"] for p in points if "color" in p]
+    scale = {"cmap": "viridis", "vmin": min(values), "vmax": max(values)} if values else {}
+    markers = dict(zip(dict.fromkeys(p.get("group") for p in points), "o^sDvP*"))
+    mappable = None
+    placed: list[tuple[float, float]] = []
+    for p in points:
+        x, y = p["uniformity"], p["alignment"]
+        group = p.get("group")
+        style = {"c": [p["color"]], **scale} if "color" in p else {}
+        style |= {"marker": markers[group], "s": 80, "edgecolors": "black", "zorder": 3}
+        legend = group if group is not None and group not in ax.get_legend_handles_labels()[1] else None
+        mappable = ax.scatter([x], [y], label=legend, **style)
+        # a label next to an already labelled point moves: left of it when the neighbour is to the right,
+        # below-right when it is to the left
+        near = [px for px, py in placed if abs(x - px) < 0.1 and abs(y - py) < 0.03]
+        placed.append((x, y))
+        offset, align = (7, 5), "left"
+        if near:
+            offset, align = ((-7, 5), "right") if near[0] > x else ((7, -12), "left")
+        ax.annotate(p["label"], (x, y), xytext=offset, textcoords="offset points", fontsize=8, ha=align)
+    if values and mappable is not None:
+        fig.colorbar(mappable, ax=ax, label=color_label or "")
 
 
 def _label_last(ax: Any, x: Sequence[int], y: Sequence[float], fmt: str) -> None:

@@ -28,14 +28,14 @@ from simcse.distributed import (
     refuse_data_parallel,
     sum_over_processes,
 )
+from simcse.evaluation.scoring import evaluate_sts
+from simcse.evaluation.tasks import load_task
 from simcse.grad_cache import GradCache
 from simcse.io import atomic_write_text, recover
 from simcse.model import build_model, length_group_rows, mask_tokens
 from simcse.model_card import CARD_FILE, finish_run, render_model_card
 from simcse.objective_step import ObjectiveStep
 from simcse.run_dir import RunFolderBusy, RunLock, SaveError, save_together, saving
-from simcse.sts import load_task
-from simcse.sts_eval import evaluate_sts
 from simcse.train_data import load_training_views
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from simcse import Encoder
 from simcse.checkpoint import STATE_FILE, list_checkpoints
 from simcse.config import load_config
 from simcse.data import MAX_LINE_CHARS, DataError, read_sentences
-from simcse.sts import STSDataError, load_task
+from simcse.evaluation.tasks import STSDataError, load_task
 from simcse.train_data import load_training_views
 from simcse.training import train
 

@@ -91,6 +91,7 @@ def test_train_seeds_writes_mean_and_std(tiny_model_dir, small_dev_data, files, 
             assert f"seed: {seed}" in f.read()
 
 
+@pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize("script", ["run_unsup_example.sh", "run_sup_example.sh"])
 def test_gpu_example_scripts_run_their_recipe(script, tiny_model_dir, shared_data, files, tmp_path) -> None:
     """The GPU example scripts launch the paper recipe through ``accelerate launch``; here on the tiny model."""
@@ -127,6 +128,7 @@ def test_eval(tiny_model_dir, files) -> None:
     assert "sts |" in proc.stdout and "Avg." in proc.stdout
 
 
+@pytest.mark.slow  # subprocesses
 def test_encode_file_to_npy_and_stdin_to_jsonl(tiny_model_dir, tiny_encoder, files, tmp_path) -> None:
     out = tmp_path / "vectors" / "v.npy"
     model = ["--model", tiny_model_dir, "--pooler", "avg"]
@@ -144,6 +146,7 @@ def test_encode_file_to_npy_and_stdin_to_jsonl(tiny_model_dir, tiny_encoder, fil
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow  # subprocesses
 def test_search_text_jsonl_and_stored_embeddings(tiny_model_dir, tiny_encoder, files, tmp_path) -> None:
     model = ["--model", tiny_model_dir, "--pooler", "avg"]
     proc = simcse("search", *model, "--corpus", files["sentences.txt"], "--top-k", "2", "--format", "jsonl",

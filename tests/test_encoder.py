@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simcse import Encoder
-from simcse.heads import DenseHead
+from simcse.encoder.heads import DenseHead
 
 SENTENCES = [
     "a man is playing a guitar .",

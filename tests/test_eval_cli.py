@@ -32,6 +32,7 @@ def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # subprocesses
 # ------------------------------------------------------------------ end to end (subprocess)
 def test_simcse_eval_end_to_end(tiny_model_dir: str, custom_file: str, shared_data: str, tmp_path) -> None:
     out = tmp_path / "results" / "r.json"

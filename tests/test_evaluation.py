@@ -9,8 +9,17 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from simcse import aggregate, alignment, cosine_pairs, evaluate_sts, format_table, pearson, spearman, uniformity
-from simcse.sts import STS_SUBSETS, TASKS, STSPairs, STSTask, load_task
+from simcse.evaluation import (
+    aggregate,
+    alignment,
+    cosine_pairs,
+    evaluate_sts,
+    format_table,
+    pearson,
+    spearman,
+    uniformity,
+)
+from simcse.evaluation.tasks import STS_SUBSETS, TASKS, STSPairs, STSTask, load_task
 
 
 # ------------------------------------------------------------------ correlations
@@ -240,7 +249,7 @@ def test_scores_equal_sentence_transformers_evaluator(minilm_path, shared_data: 
                 name=name, write_csv=False,
             )  # fmt: skip
             theirs = 100 * evaluator(st)[f"{name}_spearman_cosine"]
-            # the same number with identical-sentence pairs at cosine 1.0 (see simcse.sts_eval): the
+            # the same number with identical-sentence pairs at cosine 1.0 (see simcse.evaluation.scoring): the
             # evaluator ranks those pairs by float noise
             st_cos = pairwise_cos_sim(
                 torch.from_numpy(evaluator.embed_inputs(st, list(sub.sentences1))),

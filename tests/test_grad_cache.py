@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from simcse.grad_cache import GradCache
-from simcse.losses import info_nce
 from simcse.model import build_model
+from simcse.objectives import info_nce
 from simcse.train_data import load_training_views
 from simcse.training import compute_loss, make_grad_cache, train
 from tests.test_training import _weights, cfg_for, run_probe, write_corpus, write_triplets
@@ -124,6 +124,7 @@ def test_rng_continues_as_after_phase_one(tiny_model_dir, data, tmp_path):
         cache.backward(loss)
 
 
+@pytest.mark.slow  # several processes
 def test_two_processes_with_cache_equal_one_process_plain(tiny_model_dir, data, tmp_path):
     # triplets: positives and hard negatives are both gathered with gradient; DDP all-reduces once.
     # Dropout 0: the RNG streams of 1 and 2 processes differ, so masks could not match.

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from simcse.losses import info_nce
+from simcse.objectives.infonce import info_nce
 
 
 def loop_info_nce(a, p, h=None, tau=0.05, weight=0.0, offset=0):
@@ -69,7 +69,7 @@ def test_info_nce_gradcheck(hard):
 
 def test_logits_are_float32_under_bf16_autocast():
     """Low-precision cosines / tau would quantise logits (bf16: steps of ~0.08 at tau 0.05)."""
-    from simcse.losses import cosine_logits
+    from simcse.objectives.infonce import cosine_logits
 
     torch.manual_seed(0)
     a = torch.randn(6, 16).bfloat16().requires_grad_()

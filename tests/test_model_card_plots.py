@@ -11,6 +11,7 @@ import pytest
 import yaml
 from test_training import write_corpus
 
+from simcse.cli.seeds import format_summary, summarize
 from simcse.config import load_config
 from simcse.model_card import (
     CARD_FILE,
@@ -20,7 +21,6 @@ from simcse.model_card import (
     render_model_card,
     write_model_card,
 )
-from simcse.multiseed import format_summary, summarize
 from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
 
 

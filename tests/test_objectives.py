@@ -20,13 +20,13 @@ from simcse.objectives import (
     build_objective,
     byol_loss,
     circle_loss,
-    contrastive_loss,
     info_nce,
     lifted_structure_loss,
     logistic_loss,
     moco_loss,
     n_pair_loss,
     nt_xent,
+    pair_contrastive_loss,
     simsiam_loss,
     sinkhorn_knopp,
     swapped_prediction,
@@ -363,7 +363,7 @@ def test_triplet_matches_loop(distance, batch_hard, with_negatives):
 def test_contrastive_matches_loop(distance):
     a, b = randn(6, 5, seed=1), randn(6, 5, seed=2)
     margin = 1.0 if distance == "cosine" else 3.0
-    got = contrastive_loss(a, b, labels_ab(), margin=margin, distance=distance)
+    got = pair_contrastive_loss(a, b, labels_ab(), margin=margin, distance=distance)
     close(got, ref_contrastive(a, b, labels_ab(), margin, distance))
 
 
@@ -414,9 +414,9 @@ GRADCHECKS = {
         lambda a, p, n: triplet_loss(a, p, n, margin=3.0, distance="euclidean", batch_hard=True),
         3,
     ),
-    "contrastive": (lambda a, b: contrastive_loss(a, b, torch.tensor([1, 0, 1, 0]), margin=1.5), 2),
+    "contrastive": (lambda a, b: pair_contrastive_loss(a, b, torch.tensor([1, 0, 1, 0]), margin=1.5), 2),
     "contrastive_euclidean": (
-        lambda a, b: contrastive_loss(a, b, torch.tensor([1, 0, 1, 0]), margin=2.5, distance="euclidean"),
+        lambda a, b: pair_contrastive_loss(a, b, torch.tensor([1, 0, 1, 0]), margin=2.5, distance="euclidean"),
         2,
     ),
     "logistic": (lambda a, b: logistic_loss(a, b, torch.tensor([1, 0, 1, 0]), temperature=0.5), 2),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from simcse import POOLERS, Encoder, pool
-from simcse.pooling import validate_pooler
+from simcse import POOLERS, Encoder
+from simcse.encoder.pooling import pool, validate_pooler
 
 SENTENCES = ["a man is playing a guitar .", "dogs", "the old woman reads the news in the park today", ""]
 

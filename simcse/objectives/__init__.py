@@ -9,7 +9,7 @@ Interface (the same for every objective)
 * Shapes: two-view losses take ``(n, dim)`` views; BYOL / SimSiam take the encoder's stacked layout
   ``(n, 2, dim)``; pair labels are ``(n,)`` 0/1 with 1 = similar.
 * Across processes: losses with ``label_offset`` (``infonce``, ``moco``, ``xbm``, ``n_pair``) take
-  local anchors and candidates gathered *with gradient*, as :func:`simcse.losses.info_nce`; the
+  local anchors and candidates gathered *with gradient*, as :func:`simcse.objectives.info_nce`; the
   others take gathered views and compute the global-batch loss on every process. State modules
   take a ``gather`` (concatenate in rank order, no gradient needed) so that queues stay identical on
   all processes; :func:`sinkhorn_knopp` / :func:`swav_loss` take an ``all_reduce`` (sum).
@@ -34,15 +34,15 @@ Example (MoCo / ESimCSE step):
 Collapse watch: :func:`embedding_std` and :class:`CollapseMonitor` (``update(z) -> dict``, warns once).
 """
 
-from simcse.losses import info_nce
 from simcse.objectives.barlow import barlow_twins
 from simcse.objectives.byol import Predictor, byol_loss, simsiam_loss
 from simcse.objectives.collapse import CollapseMonitor, embedding_std
 from simcse.objectives.distances import DISTANCES, distance_matrix, paired_distance
+from simcse.objectives.infonce import info_nce
 from simcse.objectives.moco import moco_loss
 from simcse.objectives.momentum import MomentumEncoder, cosine_momentum, ema_update
 from simcse.objectives.npair import n_pair_loss
-from simcse.objectives.pairs import circle_loss, contrastive_loss, logistic_loss
+from simcse.objectives.pairs import circle_loss, logistic_loss, pair_contrastive_loss
 from simcse.objectives.queue import KeyQueue
 from simcse.objectives.registry import OBJECTIVES, ObjectiveSpec, build_objective
 from simcse.objectives.simclr import nt_xent
@@ -64,7 +64,6 @@ __all__ = [
     "build_objective",
     "byol_loss",
     "circle_loss",
-    "contrastive_loss",
     "cosine_momentum",
     "distance_matrix",
     "ema_update",
@@ -75,6 +74,7 @@ __all__ = [
     "moco_loss",
     "n_pair_loss",
     "nt_xent",
+    "pair_contrastive_loss",
     "paired_distance",
     "simsiam_loss",
     "sinkhorn_knopp",

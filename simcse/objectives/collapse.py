@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from simcse.evaluation import uniformity
+from simcse.evaluation.metrics import uniformity
 
 logger = logging.getLogger(__name__)
 

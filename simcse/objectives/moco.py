@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from simcse.losses import cosine_logits, info_nce
+from simcse.objectives.infonce import cosine_logits, info_nce
 
 
 def moco_loss(

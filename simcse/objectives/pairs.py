@@ -14,7 +14,7 @@ def _labels(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return labels.to(like.dtype)
 
 
-def contrastive_loss(
+def pair_contrastive_loss(
     view_a: torch.Tensor,
     view_b: torch.Tensor,
     labels: torch.Tensor,
@@ -40,7 +40,7 @@ def contrastive_loss(
         Mean over pairs (a scalar).
 
     Example:
-        >>> contrastive_loss(torch.randn(4, 8), torch.randn(4, 8), torch.tensor([1, 0, 1, 0])).shape
+        >>> pair_contrastive_loss(torch.randn(4, 8), torch.randn(4, 8), torch.tensor([1, 0, 1, 0])).shape
         torch.Size([])
     """
     d = paired_distance(view_a, view_b, distance)  # (n,)

@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 
-from simcse.losses import info_nce
 from simcse.objectives.barlow import barlow_twins
 from simcse.objectives.byol import byol_loss, simsiam_loss
+from simcse.objectives.infonce import info_nce
 from simcse.objectives.moco import moco_loss
 from simcse.objectives.npair import n_pair_loss
-from simcse.objectives.pairs import circle_loss, contrastive_loss, logistic_loss
+from simcse.objectives.pairs import circle_loss, logistic_loss, pair_contrastive_loss
 from simcse.objectives.simclr import nt_xent
 from simcse.objectives.swav import swav_loss
 from simcse.objectives.triplet import lifted_structure_loss, triplet_loss
@@ -115,7 +115,7 @@ _SPECS = [
         views=3,
         reference="Schroff et al., 2015 (FaceNet); Hermans et al., 2017 (batch-hard)",
     ),
-    ObjectiveSpec("contrastive", contrastive_loss, _LABELLED, needs_labels=True, reference="Hadsell et al., 2006"),
+    ObjectiveSpec("contrastive", pair_contrastive_loss, _LABELLED, needs_labels=True, reference="Hadsell et al., 2006"),
     ObjectiveSpec("n_pair", n_pair_loss, ("anchors", "positives"), reference="Sohn, 2016 (N-pair)"),
     ObjectiveSpec("logistic", logistic_loss, _LABELLED, needs_labels=True, reference="binary pair classification"),
     ObjectiveSpec("circle", circle_loss, _LABELLED, needs_labels=True, reference="Sun et al., 2020 (Circle loss)"),

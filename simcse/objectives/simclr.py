@@ -12,7 +12,7 @@ def nt_xent(view_a: torch.Tensor, view_b: torch.Tensor, *, temperature: float = 
 
     The ``2n`` views are scored against each other with cosine / temperature. Each view's positive is
     its twin (row ``i`` of the other view); the other ``2n - 2`` views are its negatives. Unlike
-    SimCSE's :func:`~simcse.losses.info_nce`, the anchors' own view also supplies negatives and both
+    SimCSE's :func:`~simcse.objectives.info_nce`, the anchors' own view also supplies negatives and both
     directions are averaged, so the loss is symmetric in ``view_a`` and ``view_b``.
 
     Across processes, pass the views gathered with gradient; every process then computes the loss of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from simcse.losses import info_nce
+from simcse.objectives.infonce import info_nce
 from simcse.objectives.queue import Gather, KeyQueue
 
 
@@ -70,7 +70,7 @@ def xbm_loss(
     """SimCSE's InfoNCE with a cross-batch memory as extra negatives (Wang et al., 2020, Eq. 8).
 
     Logits ``(n, m + M)``: anchor ``i`` against all ``positives`` then all memory rows, label
-    ``label_offset + i``. With ``memory=None`` (warm-up) this is exactly :func:`~simcse.losses.info_nce`.
+    ``label_offset + i``. With ``memory=None`` (warm-up) this is exactly :func:`~simcse.objectives.info_nce`.
 
     Args:
         anchors: ``(n, dim)``.

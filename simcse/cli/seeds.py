@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from simcse.config import TrainConfig
+from simcse.evaluation.tasks import PAPER_COLUMNS, TASKS
 from simcse.io import atomic_write_text
 from simcse.model_card import add_test_results
-from simcse.sts import PAPER_COLUMNS, TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +37,14 @@ def evaluate_run(
     import torch
 
     from simcse.encoder import Encoder
-    from simcse.sts_eval import evaluate_sts
+    from simcse.evaluation.scoring import score_suite
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder = Encoder.from_pretrained(os.path.join(run_dir, "model")).to(device).eval()
-    result = evaluate_sts(
-        lambda s: encoder.encode(s, batch_size=batch_size),
-        list(tasks),
-        data_dir=data_dir,
+    encoder = Encoder.from_pretrained(os.path.join(run_dir, "model"))
+    result = score_suite(
+        encoder, tasks, data_dir, batch_size=batch_size, device=device,
         align_uniform="STSBenchmark" in tasks,  # measured on STS-B test: only when it is scored
-    )
+    )  # fmt: skip
     add_test_results(run_dir, result)
     return result
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from simcse.evaluation import aggregate, alignment, cosine_pairs, uniformity
-from simcse.sts import PAPER_COLUMNS, STS_SUBSETS, TASKS, STSTask, load_task
+from simcse.evaluation.metrics import aggregate, alignment, cosine_pairs, uniformity
+from simcse.evaluation.tasks import PAPER_COLUMNS, STS_SUBSETS, TASKS, STSTask, load_task
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,53 @@ def evaluate_sts(
         result["uniformity"] = uniformity(torch.from_numpy(emb[distinct]))
         result["align_uniform_split"] = stsb.name
     return result
+
+
+def score_suite(
+    encoder: Any,
+    tasks: Sequence[str] = TASKS,
+    data_dir: str | None = None,
+    *,
+    batch_size: int = 128,
+    precision: Literal["fp32", "bf16"] = "fp32",
+    device: str | None = None,
+    max_seq_length: int | None = None,
+    align_uniform: bool = True,
+    show_progress_bar: bool = False,
+    **evaluate_kwargs: Any,
+) -> dict:
+    """Score an :class:`~simcse.Encoder` on STS tasks (default: the paper's 7 test sets).
+
+    The one way the CLI, the seed runner and the scripts score a model, so their numbers agree.
+
+    Args:
+        encoder: The encoder (put in eval mode; moved to ``device`` if given).
+        tasks: Task names or custom files.
+        data_dir: Data directory.
+        batch_size: Sentences per forward pass.
+        precision: ``bf16`` encodes under bfloat16 autocast (see :meth:`simcse.Encoder.encode`).
+        device: Torch device to move the encoder to; None leaves it where it is.
+        max_seq_length: Truncation length to set on the encoder (e.g. the model's own limit rather than the
+            training length a saved folder records); None keeps the encoder's.
+        align_uniform: Also report alignment and uniformity on STS-B.
+        show_progress_bar: Show a tqdm bar while encoding.
+        **evaluate_kwargs: ``stsb_split``, ``sick_mode``, ``loaded``: see :func:`evaluate_sts`.
+
+    Returns:
+        :func:`evaluate_sts`'s result.
+    """
+    if device is not None:
+        encoder.to(device)
+    if max_seq_length is not None:
+        encoder.max_seq_length = max_seq_length
+    encoder.eval()
+
+    def encode(sentences: list[str]) -> np.ndarray:
+        return encoder.encode(
+            sentences, batch_size=batch_size, precision=precision, show_progress_bar=show_progress_bar
+        )
+
+    return evaluate_sts(encode, list(tasks), data_dir, align_uniform=align_uniform, **evaluate_kwargs)
 
 
 def format_table(result: dict) -> str:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
-import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -14,21 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simcse.heads import DenseHead, head_from_hf_pooler
-from simcse.hub import resolve_file, resolve_model_name
-from simcse.io import atomic_dir
-from simcse.model_folder import check_loading_info, check_model_path, check_transformer_folder
-from simcse.pooling import Pooler, needs_hidden_states, pool, validate_pooler
-from simcse.st_format import read_st_layout, write_st_layout
-
-logger = logging.getLogger(__name__)
-
-SIMCSE_CONFIG = "simcse_config.json"
-HEAD_WEIGHTS = "simcse_head.safetensors"
+from simcse.encoder.heads import DenseHead
+from simcse.encoder.pooling import Pooler, needs_hidden_states, pool, validate_pooler
 
 
 class Encoder(nn.Module):
-    """A sentence encoder: ``AutoModel`` -> :func:`simcse.pooling.pool` -> optional head.
+    """A sentence encoder: ``AutoModel`` -> :func:`simcse.encoder.pooling.pool` -> optional head.
 
     The head (SimCSE's MLP, a sentence-transformers Dense layer, or BERT's own pooler for a plain
     checkpoint loaded with ``pooler="cls"``) is applied after pooling for every mode except
@@ -78,45 +66,17 @@ class Encoder(nn.Module):
 
         Args:
             name_or_path: Local folder, hub name, or ``pkg:<module>`` for a model shipped in a Python
-                package (see :func:`simcse.hub.resolve_model_name`).
+                package (see :func:`simcse.encoder.hub.resolve_model_name`).
             pooler: Pooling mode; defaults to the folder's own choice, else ``cls`` (which uses the
                 checkpoint's pooler layer as head when it has one, as SimCSE's evaluation does).
             max_seq_length: Truncation length for ``encode``; defaults to the folder's setting.
             **model_kwargs: Passed to ``AutoModel.from_pretrained``.
         """
-        from transformers import AutoModel, AutoTokenizer
+        from simcse.encoder.folder import load_parts
 
-        name_or_path = resolve_model_name(name_or_path)
-        check_model_path(name_or_path)
-        head: DenseHead | None = None
-        normalize, subfolder, folder_max_len, chosen = False, "", None, None
-        own_cfg = resolve_file(name_or_path, SIMCSE_CONFIG)
-        st_modules = None if own_cfg else resolve_file(name_or_path, "modules.json")
-        if own_cfg is not None:
-            cfg = _read_own_config(own_cfg)
-            chosen, folder_max_len, normalize = cfg["pooler"], cfg.get("max_seq_length"), cfg.get("normalize", False)
-            if cfg.get("head"):
-                head = _load_head(name_or_path, cfg["head"])
-        elif st_modules is not None:
-            layout = read_st_layout(name_or_path, st_modules)
-            chosen, head, normalize = layout.pooler, layout.head, layout.normalize
-            subfolder, folder_max_len = layout.transformer_subfolder, layout.max_seq_length
-        kwargs = {"subfolder": subfolder} if subfolder else {}
-        if os.path.isdir(name_or_path):
-            check_transformer_folder(os.path.join(name_or_path, subfolder) if subfolder else name_or_path)
-        try:
-            model, info = AutoModel.from_pretrained(name_or_path, **kwargs, **model_kwargs, output_loading_info=True)
-        except Exception as err:  # e.g. a truncated weights file: the library's message omits the folder
-            if not os.path.isdir(name_or_path) or name_or_path in str(err):
-                raise
-            raise OSError(f"{name_or_path}: cannot load the model ({type(err).__name__}: {err})") from err
-        check_loading_info(name_or_path, model, info)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-        pooler = validate_pooler(pooler or chosen or "cls")
-        if head is None and own_cfg is None and st_modules is None and pooler == "cls":
-            hf_pooler = getattr(model, "pooler", None)
-            head = head_from_hf_pooler(hf_pooler) if hf_pooler is not None else None
-        max_len = max_seq_length or folder_max_len or min(getattr(tokenizer, "model_max_length", 512), 512)
+        model, tokenizer, pooler, head, max_len, normalize = load_parts(
+            name_or_path, pooler, max_seq_length=max_seq_length, **model_kwargs
+        )
         return cls(model, tokenizer, pooler, head, max_len, normalize)
 
     # ------------------------------------------------------------------ forward
@@ -267,71 +227,6 @@ class Encoder(nn.Module):
         leaves a half-written model. ``include_head=False`` drops the head (SimCSE's
         ``mlp_only_train``) and records ``cls_before_pooler`` for a ``cls`` model.
         """
-        head = self.head if include_head and self.pooler != "cls_before_pooler" else None
-        pooler = self.pooler
-        if head is None and pooler == "cls":
-            pooler = "cls_before_pooler"
-        with atomic_dir(path) as tmp:
-            hf_pooler = self._hf_pooler[0] if self._hf_pooler else None
-            if hf_pooler is not None:
-                if head is not None and head.is_simcse_mlp:
-                    # SimCSE's convention: the MLP lives in BERT's pooler, so AutoModel's pooler_output is it
-                    hf_pooler.dense.load_state_dict(head.dense.state_dict())
-                self.model.pooler = hf_pooler  # saved so the checkpoint loads without missing keys
-            try:
-                self.model.save_pretrained(tmp)
-            finally:
-                if hf_pooler is not None:
-                    self.model.pooler = None
-            self.tokenizer.save_pretrained(tmp)
-            head_cfg = None
-            if head is not None:
-                from safetensors.torch import save_file
+        from simcse.encoder.folder import save_folder
 
-                head_cfg = {
-                    "in_features": head.dense.in_features,
-                    "out_features": head.dense.out_features,
-                    "activation": head.activation_name,
-                }
-                state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-                save_file(state, os.path.join(tmp, HEAD_WEIGHTS))
-            cfg = {
-                "pooler": pooler,
-                "head": head_cfg,
-                "max_seq_length": self.max_seq_length,
-                "normalize": self.normalize,
-                "format_version": 1,
-            }
-            with open(os.path.join(tmp, SIMCSE_CONFIG), "w", encoding="utf-8") as f:
-                json.dump(cfg, f, indent=2)
-            hidden = int(self.model.config.hidden_size)
-            if not write_st_layout(tmp, pooler, hidden, head, self.max_seq_length, self.normalize):
-                logger.warning("pooler %s has no sentence-transformers equivalent; no modules.json written", pooler)
-            for name, text in (extra_files or {}).items():
-                with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
-                    f.write(text)
-
-
-def _read_own_config(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read ({err})") from None
-    if not isinstance(cfg, dict) or "pooler" not in cfg:
-        raise ValueError(f"{path}: expected a JSON object with a 'pooler' entry")
-    return cfg
-
-
-def _load_head(name_or_path: str, cfg: dict[str, Any]) -> DenseHead:
-    from safetensors.torch import load_file
-
-    weights = resolve_file(name_or_path, HEAD_WEIGHTS)
-    if weights is None:
-        raise FileNotFoundError(f"{name_or_path}: {SIMCSE_CONFIG} names a head but {HEAD_WEIGHTS} is missing")
-    try:
-        head = DenseHead(cfg["in_features"], cfg["out_features"], cfg["activation"])
-        head.load_state_dict(load_file(weights))
-    except Exception as err:  # a damaged file, a shape or key that does not match the config
-        raise ValueError(f"{weights}: cannot load the head described in {SIMCSE_CONFIG} ({err})") from err
-    return head
+        save_folder(self, path, include_head=include_head, extra_files=extra_files)

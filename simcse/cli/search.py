@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from simcse.cli import CommandError
-from simcse.encode_cli import add_model_arguments, load_model, read_lines
+from simcse.cli.common import CommandError, add_model_arguments, load_model, read_lines
 
 logger = logging.getLogger(__name__)
 

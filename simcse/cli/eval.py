@@ -18,11 +18,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from simcse.cli import CommandError, configure_logging, one_line, run_command
+from simcse.cli.common import CommandError, configure_logging, load_encoder, one_line, run_command
 from simcse.data_dir import resolve_data_dir
+from simcse.encoder.pooling import POOLERS
+from simcse.evaluation.tasks import TASKS, STSTask, load_task
 from simcse.io import atomic_write_text
-from simcse.pooling import POOLERS
-from simcse.sts import TASKS, STSTask, load_task
 
 logger = logging.getLogger(__name__)
 
@@ -125,31 +125,6 @@ def load_tasks(args: argparse.Namespace) -> dict[str, STSTask]:
     return tasks
 
 
-def load_encoder(name: str, pooler: str | None, device: str) -> Any:
-    """Load one model in eval mode on ``device``.
-
-    Args:
-        name: Model folder or hub name.
-        pooler: Pooling mode, or None for the folder's own choice.
-        device: Torch device.
-
-    Returns:
-        The :class:`simcse.Encoder`.
-
-    Raises:
-        CommandError: The model cannot be loaded; the message names it and the reason.
-    """
-    from simcse.encoder import Encoder
-
-    try:
-        encoder = Encoder.from_pretrained(name, pooler=pooler)  # type: ignore[arg-type]
-    except (OSError, ValueError) as err:
-        where = "" if os.path.exists(name) else " (no such local folder; tried the Hugging Face hub)"
-        raise CommandError(f"cannot load model {name!r}{where}: {one_line(err)}") from err
-    logger.info("evaluating %s (pooler %s)", name, encoder.pooler)
-    return encoder.to(device).eval()
-
-
 def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask], device: str) -> dict[str, Any]:
     """Evaluate one model on the loaded tasks.
 
@@ -164,19 +139,15 @@ def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask
         :func:`simcse.evaluate_sts` (tasks with every subset and all/mean/wmean, avg, alignment,
         uniformity, n_sentences) and seconds.
     """
-    from simcse.sts_eval import evaluate_sts
+    from simcse.evaluation.scoring import score_suite
 
     encoder = load_encoder(name, args.pooler, device)
+    logger.info("evaluating %s (pooler %s)", name, encoder.pooler)
     start = time.perf_counter()
-    result = evaluate_sts(
-        lambda sentences: encoder.encode(sentences, batch_size=args.batch_size, show_progress_bar=args.progress),
-        list(tasks),
-        data_dir=args.data_dir,
-        stsb_split=args.stsb_split,
-        sick_mode=args.sick_mode,
-        align_uniform=args.align_uniform,
-        loaded=tasks,
-    )
+    result = score_suite(
+        encoder, list(tasks), args.data_dir, batch_size=args.batch_size, show_progress_bar=args.progress,
+        align_uniform=args.align_uniform, stsb_split=args.stsb_split, sick_mode=args.sick_mode, loaded=tasks,
+    )  # fmt: skip
     record = {
         "model": name,
         "pooler": encoder.pooler,
@@ -217,36 +188,18 @@ def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
 
 
 def plot_align_uniform(records: Sequence[dict[str, Any]], path: str) -> None:
-    """Write a scatter plot in the style of the SimCSE paper's Fig. 2: uniformity (x), alignment (y).
+    """The models on the paper's Fig. 2 axes (see :func:`simcse.plots.plot_align_uniform`).
 
     Args:
         records: Model records with ``model``, ``pooler``, ``avg``, ``alignment`` and ``uniformity``.
         path: Image file to write (the format follows its extension); replaced atomically.
     """
-    from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
+    from simcse.plots import plot_align_uniform as plot
 
-    fig = Figure(figsize=(6.4, 4.8), dpi=150)
-    ax = fig.subplots()
-    for r in records:
-        x, y = r["uniformity"], r["alignment"]
-        ax.scatter([x], [y], s=70, edgecolors="black", zorder=3)
-        label = f"{_short_name(r['model'])} ({r['pooler']})\nSTS avg. {r['avg']:.2f}"
-        ax.annotate(label, (x, y), xytext=(7, 5), textcoords="offset points", fontsize=8)
-    ax.set_xlabel("uniformity (lower is better)")
-    ax.set_ylabel("alignment (lower is better)")
-    ax.set_title(f"Alignment vs uniformity, STS-B {records[0]['align_uniform_split']}")
-    ax.grid(True, alpha=0.3)
-    ax.margins(0.25)
-    ax.locator_params(axis="x", nbins=6)  # close models give long tick labels (-3.832): fewer, so they do not overlap
-    fig.tight_layout()
-    base, ext = os.path.splitext(path)
-    tmp = f"{base}.tmp-{os.getpid()}{ext}"  # same extension so matplotlib picks the format
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    points = [
+        {**r, "label": f"{_short_name(r['model'])} ({r['pooler']})\nSTS avg. {r['avg']:.2f}"} for r in records
+    ]
+    plot(path, points, title=f"Alignment vs uniformity, STS-B {records[0]['align_uniform_split']}")
 
 
 def _short_name(model: str) -> str:
@@ -268,7 +221,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """
     import torch
 
-    from simcse.sts_eval import format_table
+    from simcse.evaluation.scoring import format_table
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -9,7 +9,7 @@ import pytest
 
 from simcse import STSDataError, load_task
 from simcse.data_dir import ENV_VAR, resolve_data_dir, senteval_dir
-from simcse.sts import TASKS, load_custom
+from simcse.evaluation.tasks import TASKS, load_custom
 
 # SentEval's scored pairs per subset (an empty gold line is an unscored pair, skipped)
 STS_YEARS = {

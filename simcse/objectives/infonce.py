@@ -1,4 +1,4 @@
-"""Contrastive objectives as pure functions of embeddings."""
+"""InfoNCE, SimCSE's in-batch contrastive objective, as a pure function of embeddings."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from simcse.config import FIELDS, TrainConfig, load_config
-from simcse.sts import TASKS, load_task
+from simcse.evaluation.tasks import TASKS, load_task
 
 EPILOG = """Every config key can be given in the YAML file or as --key value (command line wins).
 Unknown keys are rejected. The resolved config is written to <output_dir>/config.yaml; the best
@@ -84,8 +84,8 @@ def run_train(args: argparse.Namespace) -> int:
         f"curves: {cfg.output_dir}/training_curves.png"
     )
     if tasks is not None:
-        from simcse.multiseed import evaluate_run
-        from simcse.sts_eval import format_table
+        from simcse.cli.seeds import evaluate_run
+        from simcse.evaluation.scoring import format_table
 
         result = evaluate_run(cfg.output_dir, tasks, cfg.data_dir, cfg.eval_batch_size)
         print(f"STS test ({cfg.output_dir}/sts_test.json):\n{format_table(result)}")
@@ -93,7 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _run_seeds(cfg: TrainConfig, seeds: list[int], resume: bool, tasks: list[str]) -> int:
-    from simcse.multiseed import format_summary, run_seeds
+    from simcse.cli.seeds import format_summary, run_seeds
 
     summary = run_seeds(cfg, seeds, resume=resume, tasks=tasks)
     if summary is not None:

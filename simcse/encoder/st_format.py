@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from simcse.heads import DenseHead
-from simcse.hub import resolve_file
+from simcse.encoder.heads import DenseHead
+from simcse.encoder.hub import resolve_file
 
 # sentence-transformers pooling flags <-> our pooler names (only exact equivalents)
 _ST_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "avg"}

