@@ -59,7 +59,7 @@ def sync(device: str) -> None:
 def simcse_step(
     args: argparse.Namespace, batch_size: int, chunk: int, n_batches: int, bf16: bool = False, **overrides: Any
 ) -> tuple[Callable[[Sequence[int]], None], Callable[[int], Sequence[int]]]:
-    """The training loop's step (``simcse.training.train``) on the loop's own objects.
+    """The training loop's step (:class:`simcse.train.step.TrainStep`, as ``simcse.train.train`` runs it).
 
     ``overrides`` are config keys (e.g. ``length_group_rows=0``); ``bf16`` runs the step under
     bfloat16 autocast, as ``mixed_precision: bf16`` does (fp32 weights and optimizer).
@@ -69,11 +69,11 @@ def simcse_step(
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
-    from simcse.config import TrainConfig
-    from simcse.data import BatchSchedule
-    from simcse.model import build_model
-    from simcse.train_data import load_training_views
-    from simcse.training import build_optimizer, compute_loss, make_grad_cache
+    from simcse.train.config import TrainConfig
+    from simcse.train.data import BatchSchedule, load_training_views
+    from simcse.train.model import build_model
+    from simcse.train.objective import ObjectiveStep
+    from simcse.train.step import TrainStep, build_optimizer
 
     # pooler avg without a head: all-MiniLM-L6-v2's own mean pooling, as sentence-transformers runs it
     cfg = TrainConfig(
@@ -83,27 +83,23 @@ def simcse_step(
     )  # fmt: skip
     accelerator = Accelerator(cpu=args.device == "cpu")
     model = build_model(cfg)
-    tokenizer = model.encoder.tokenizer
-    views = load_training_views(cfg, tokenizer, verbose=False)
+    views = load_training_views(cfg, model.encoder.tokenizer, verbose=False)
     optimizer = build_optimizer(model, cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, n_batches)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     schedule = BatchSchedule(len(views), batch_size, 1, cfg.seed)
-    cache = make_grad_cache(cfg, accelerator)
-    backward = cache.backward if cache else accelerator.backward
+    # the loop's own step function (simcse.train.step.TrainStep), not a copy of it
+    objective = ObjectiveStep(cfg, accelerator.unwrap_model(model).encoder.dim)
+    train_step = TrainStep(accelerator, model, optimizer, cfg, objective)
     model.train()
 
     def step(rows: Sequence[int]) -> None:
-        # the body of train()'s loop for a finite loss, less logging and evaluation
+        # the body of train()'s loop, less logging and evaluation
         batch = {k: v.to(accelerator.device) for k, v in views.collate(rows).items()}
-        with accelerator.autocast(), torch.autocast(accelerator.device.type, torch.bfloat16, enabled=bf16):
-            loss = cache.loss(model, batch) if cache else compute_loss(model, batch, cfg, tokenizer)
-        if not torch.isfinite(loss).item():
+        with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=bf16):
+            outcome = train_step(batch)
+        if not outcome.finite:
             raise FloatingPointError("non-finite loss")
-        backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
         scheduler.step()
 
     return step, lambda i: schedule.rows(i, 0)
@@ -187,9 +183,9 @@ def throughput(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     """Sentences per second (wall clock and CPU) of each configuration, one value per round.
 
     Every configuration runs the same batches of the same sentences."""
-    from simcse.data import read_sentences
     from simcse.data_dir import data_path
-    from simcse.model import CPU_LENGTH_GROUP_ROWS
+    from simcse.train.model import CPU_LENGTH_GROUP_ROWS
+    from simcse.train.readers import read_sentences
 
     n_batches = args.warmup + args.rounds * args.steps
     ours, rows = simcse_step(args, args.batch_size, 0, n_batches)

@@ -154,7 +154,7 @@ def _suite_fields(result: dict[str, Any]) -> dict[str, Any]:
 def score_dev(encoder: Any, data_dir: str, max_seq_len: int) -> dict[str, float]:
     """STS-B dev and SICK-R dev with the trainer's evaluator (fp32), sentences truncated at ``max_seq_len``
     as the trainer truncated them when this grid was run (reports/findings.md states it)."""
-    from simcse.training import DevEvaluator
+    from simcse.evaluation.dev import DevEvaluator
 
     encoder.to(_device())
     encoder.max_seq_length = max_seq_len
@@ -176,8 +176,8 @@ def run_baseline(job: dict[str, Any]) -> dict[str, Any]:
 
 def run_training(job: dict[str, Any]) -> dict[str, Any]:
     """Train one config (resuming a checkpoint if one exists), then score its best model on the suite."""
-    from simcse.config import load_config
     from simcse.experiments import run_experiment
+    from simcse.train.config import load_config
 
     overrides = job["overrides"]
     cfg = load_config(None, {**overrides, "output_dir": job["dir"]})

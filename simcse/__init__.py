@@ -1,7 +1,7 @@
 """simcse: sentence embeddings by contrastive learning (Gao, Yao & Chen, EMNLP 2021).
 
 The public surface: encode with :class:`Encoder`, score with :func:`evaluate_sts` / :func:`score_suite`,
-train with the objectives of :data:`OBJECTIVES` (``simcse.training.train``, ``simcse train``). Everything
+train with the objectives of :data:`OBJECTIVES` (``simcse.train.train``, ``simcse train``). Everything
 else lives in the sub-packages: :mod:`simcse.encoder`, :mod:`simcse.objectives`, :mod:`simcse.evaluation`,
 :mod:`simcse.cli`.
 """

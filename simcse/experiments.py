@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from simcse.checkpoint import list_checkpoints
-from simcse.config import TrainConfig
 from simcse.evaluation.tasks import TASKS
 from simcse.io import atomic_write_text
 from simcse.plots import read_metrics
+from simcse.train.checkpoint import list_checkpoints
+from simcse.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def run_experiment(
         max_seq_length: Truncation when scoring (None: the saved model's own setting).
         device: Torch device for scoring (default: cuda if available, else cpu).
         keep_checkpoints: Keep ``<output_dir>/checkpoints`` (by default removed once the result is cached).
-        train_fn: The training function (default :func:`simcse.training.train`).
+        train_fn: The training function (default :func:`simcse.train.loop.train`).
 
     Returns:
         ``{"state": train's final state, "train_s", "eval_s", "metrics": the run's metrics.jsonl records,
@@ -63,7 +63,7 @@ def run_experiment(
 
     from simcse.encoder import Encoder
     from simcse.evaluation.scoring import score_suite
-    from simcse.training import train
+    from simcse.train import train
 
     out = cfg.output_dir
     resume = bool(list_checkpoints(out))

@@ -17,12 +17,12 @@ import shutil
 import pytest
 
 from simcse import Encoder
-from simcse.checkpoint import STATE_FILE, list_checkpoints
-from simcse.config import load_config
-from simcse.data import MAX_LINE_CHARS, DataError, read_sentences
 from simcse.evaluation.tasks import STSDataError, load_task
-from simcse.train_data import load_training_views
-from simcse.training import train
+from simcse.train import train
+from simcse.train.checkpoint import STATE_FILE, list_checkpoints
+from simcse.train.config import load_config
+from simcse.train.data import load_training_views
+from simcse.train.readers import MAX_LINE_CHARS, DataError, read_sentences
 
 LONG = " ".join(["the man is playing the guitar"] * 3500)  # 100k characters of real words
 assert len(LONG) > 100_000

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from simcse.grad_cache import GradCache
-from simcse.model import build_model
 from simcse.objectives import info_nce
-from simcse.train_data import load_training_views
-from simcse.training import compute_loss, make_grad_cache, train
+from simcse.train import train
+from simcse.train.data import load_training_views
+from simcse.train.grad_cache import GradCache
+from simcse.train.model import build_model
+from simcse.train.step import compute_loss, make_grad_cache
 from tests.test_training import _weights, cfg_for, run_probe, write_corpus, write_triplets
 
 SEED = 1234

@@ -10,10 +10,10 @@ import struct
 import pytest
 
 import simcse
-from simcse.config import load_config
 from simcse.evaluation import evaluate_sts, score_suite
 from simcse.experiments import RESULT_FILE, run_experiment
 from simcse.plots import plot_align_uniform
+from simcse.train.config import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,8 +39,14 @@ def _simcse_imports(path: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("low, high", [("encoder", "cli"), ("encoder", "evaluation"), ("objectives", "cli"),
-                                       ("evaluation", "cli"), ("encoder", "objectives")])  # fmt: skip
+FLOORS = [("encoder", "objectives"), ("train", "evaluation"), ("cli",)]  # each floor imports only floors below
+
+
+@pytest.mark.parametrize(
+    "low, high",
+    [(low, high) for i, floor in enumerate(FLOORS) for low in floor for upper in FLOORS[i + 1 :] for high in upper]
+    + [("encoder", "objectives"), ("objectives", "encoder"), ("evaluation", "train")],
+)
 def test_imports_go_one_way(low: str, high: str) -> None:
     root = os.path.join(REPO, "simcse", low)
     for name in os.listdir(root):
@@ -91,3 +97,30 @@ def test_align_uniform_plot_is_a_png(tmp_path) -> None:
     with open(path, "rb") as f:
         head = f.read(24)
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24])[0] > 100
+
+
+def test_the_benchmark_times_the_loops_own_step(monkeypatch, tiny_model_dir, small_dev_data, tmp_path) -> None:
+    """``scripts/bench_train.py`` and ``train()`` both run :class:`simcse.train.step.TrainStep` (no copy)."""
+    import argparse
+    import importlib.util
+
+    from simcse.train import train
+    from simcse.train.step import TrainStep
+
+    calls: list[int] = []
+    real = TrainStep.__call__
+    monkeypatch.setattr(TrainStep, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    spec = importlib.util.spec_from_file_location("bench_train", os.path.join(REPO, "scripts", "bench_train.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"a man is playing the guitar {i}" for i in range(32)) + "\n", encoding="utf-8")
+    monkeypatch.setattr(bench, "CORPUS", str(corpus))
+    args = argparse.Namespace(model=tiny_model_dir, data_dir=small_dev_data, max_seq_len=16, device="cpu")
+    step, rows = bench.simcse_step(args, batch_size=8, chunk=0, n_batches=2)
+    step(rows(0))
+    assert calls == [1]
+    cfg = load_config(None, dict(model_name_or_path=tiny_model_dir, train_file=str(corpus), data_dir=small_dev_data,
+                                 batch_size=8, max_steps=2, eval_steps=2, output_dir=str(tmp_path / "run")))
+    train(cfg)
+    assert calls == [1, 1, 1]

@@ -12,8 +12,8 @@ import yaml
 from test_training import write_corpus
 
 from simcse.cli.seeds import format_summary, summarize
-from simcse.config import load_config
-from simcse.model_card import (
+from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
+from simcse.train.card import (
     CARD_FILE,
     TEST_RESULTS_FILE,
     add_test_results,
@@ -21,7 +21,7 @@ from simcse.model_card import (
     render_model_card,
     write_model_card,
 )
-from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
+from simcse.train.config import load_config
 
 
 def png_size(path: str) -> tuple[int, int]:
@@ -58,7 +58,7 @@ def tiny_cfg(tmp, model_dir, data_dir, **kw):
 
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir, small_dev_data, tmp_path_factory):
-    from simcse.training import train
+    from simcse.train import train
 
     cfg = tiny_cfg(str(tmp_path_factory.mktemp("card_run")), tiny_model_dir, small_dev_data)
     state = train(cfg)
@@ -114,7 +114,7 @@ def test_card_saved_with_the_model_and_test_results_added(trained) -> None:
 
 
 def test_card_written_at_save_time_without_end_of_run(tiny_model_dir, small_dev_data, tmp_path, monkeypatch) -> None:
-    import simcse.training as training
+    import simcse.train.loop as training
 
     monkeypatch.setattr(training, "finish_run", lambda cfg: {})  # only what Encoder.save wrote
     cfg = tiny_cfg(str(tmp_path), tiny_model_dir, small_dev_data, max_steps=2)

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from simcse.objectives import (
-    CollapseMonitor,
     CrossBatchMemory,
     KeyQueue,
     MomentumEncoder,
@@ -18,12 +17,12 @@ from simcse.objectives import (
     Prototypes,
     cosine_momentum,
     ema_update,
-    embedding_std,
     info_nce,
     moco_loss,
     sinkhorn_knopp,
     xbm_loss,
 )
+from simcse.train.collapse import CollapseMonitor, embedding_std
 
 
 def numbered(start: int, stop: int, dim: int = 2) -> torch.Tensor:

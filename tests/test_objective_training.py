@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from simcse.config import load_config
-from simcse.model import build_model
-from simcse.objective_step import THREE_VIEW_OBJECTIVES, ObjectiveStep, labelled_pairs
 from simcse.objectives import OBJECTIVES
-from simcse.train_data import load_training_views
-from simcse.training import build_optimizer, compute_loss, embed_views, train
+from simcse.objectives.pairs import labelled_pairs
+from simcse.train import train
+from simcse.train.config import load_config
+from simcse.train.data import load_training_views
+from simcse.train.model import build_model
+from simcse.train.objective import ObjectiveStep
+from simcse.train.step import build_optimizer, compute_loss, embed_views
 
 WORDS = "a man is playing the guitar woman dog runs in park child eats bread red car old house".split()
 # the metric-learning objectives train on (synthetic) triplets, as on NLI; the others on the corpus
@@ -58,7 +60,7 @@ def dev_data(shared_data: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(autouse=True)
 def _no_model_card(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip the model card and training-curves plot at the end of train() (tested elsewhere; half the time here)."""
-    monkeypatch.setattr("simcse.training.finish_run", lambda cfg: None, raising=False)
+    monkeypatch.setattr("simcse.train.loop.finish_run", lambda cfg: None, raising=False)
 
 
 def config(model_dir: str, files: dict[str, str], out: str, objective: str, data_dir: str | None = None, **kw):
@@ -75,6 +77,10 @@ def _load(path: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(os.path.join(path, "model.safetensors"))
+
+
+# the objectives that read a hard negative (the others refuse mode: triplets), written out independently
+THREE_VIEW_OBJECTIVES = ("infonce", "triplet", "contrastive", "logistic", "circle")
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))

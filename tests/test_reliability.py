@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import torch
 
-from simcse.checkpoint import BEST_FILE, STATE_FILE, list_checkpoints
-from simcse.config import load_config
 from simcse.io import atomic_dir, recover
-from simcse.training import train
+from simcse.train import train
+from simcse.train.checkpoint import BEST_FILE, STATE_FILE, list_checkpoints
+from simcse.train.config import load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -279,7 +279,7 @@ def test_damaged_newest_checkpoint_falls_back_and_fresh_start_is_refused(run_con
 
 
 def test_nonfinite_losses_are_skipped_and_counted(run_config, tmp_path, monkeypatch, caplog):
-    import simcse.training as training
+    import simcse.train.step as training
 
     real, calls = training.compute_loss, []
 

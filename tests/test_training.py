@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from simcse.config import load_config
-from simcse.data import BatchSchedule, DataError
-from simcse.model import CPU_LENGTH_GROUP_ROWS, build_model, length_group_rows
-from simcse.train_data import load_training_views
-from simcse.training import compute_loss, embed_views, train
+from simcse.train import train
+from simcse.train.config import load_config
+from simcse.train.data import BatchSchedule, load_training_views
+from simcse.train.model import CPU_LENGTH_GROUP_ROWS, build_model, length_group_rows
+from simcse.train.readers import DataError
+from simcse.train.step import compute_loss, embed_views
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORDS = "a man is playing the guitar woman dog runs in park child eats bread red car old house".split()

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from simcse.config import TrainConfig
 from simcse.evaluation.tasks import PAPER_COLUMNS, TASKS
 from simcse.io import atomic_write_text
-from simcse.model_card import add_test_results
+from simcse.train.card import add_test_results
+from simcse.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def run_seeds(
     """
     from accelerate import PartialState
 
-    from simcse.training import train
+    from simcse.train import train
 
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds repeats a seed: {list(seeds)}")

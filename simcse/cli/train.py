@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from simcse.config import FIELDS, TrainConfig, load_config
 from simcse.evaluation.tasks import TASKS, load_task
+from simcse.train.config import FIELDS, TrainConfig, load_config
 
 EPILOG = """Every config key can be given in the YAML file or as --key value (command line wins).
 Unknown keys are rejected. The resolved config is written to <output_dir>/config.yaml; the best
@@ -66,7 +66,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train per the parsed arguments (once, or once per ``--seeds``) and print where everything went."""
-    from simcse.training import train
+    from simcse.train import train
 
     cfg = config_from_args(args)
     tasks = list(args.test_tasks or TASKS) if args.test_tasks is not None or args.seeds else None

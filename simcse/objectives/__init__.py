@@ -31,14 +31,14 @@ Example (MoCo / ESimCSE step):
     >>> loss = moco_loss(x, target(x), queue.get(), in_batch_negatives=True)
     >>> queue.enqueue(target(x))
 
-Collapse watch: :func:`embedding_std` and :class:`CollapseMonitor` (``update(z) -> dict``, warns once).
+The training loop's collapse watch lives in :mod:`simcse.train.collapse`.
 """
 
 from simcse.objectives.barlow import barlow_twins
 from simcse.objectives.byol import Predictor, byol_loss, simsiam_loss
-from simcse.objectives.collapse import CollapseMonitor, embedding_std
 from simcse.objectives.distances import DISTANCES, distance_matrix, paired_distance
 from simcse.objectives.infonce import info_nce
+from simcse.objectives.inputs import StepInputs
 from simcse.objectives.moco import moco_loss
 from simcse.objectives.momentum import MomentumEncoder, cosine_momentum, ema_update
 from simcse.objectives.npair import n_pair_loss
@@ -53,13 +53,13 @@ from simcse.objectives.xbm import CrossBatchMemory, xbm_loss
 __all__ = [
     "DISTANCES",
     "OBJECTIVES",
-    "CollapseMonitor",
     "CrossBatchMemory",
     "KeyQueue",
     "MomentumEncoder",
     "ObjectiveSpec",
     "Predictor",
     "Prototypes",
+    "StepInputs",
     "barlow_twins",
     "build_objective",
     "byol_loss",
@@ -67,7 +67,6 @@ __all__ = [
     "cosine_momentum",
     "distance_matrix",
     "ema_update",
-    "embedding_std",
     "info_nce",
     "lifted_structure_loss",
     "logistic_loss",

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simcse.objectives.inputs import StepInputs
+
 
 class Predictor(nn.Module):
     """BYOL / SimSiam prediction head: Linear -> BatchNorm -> ReLU -> Linear (Grill et al., 2020, Sec. 3.3).
@@ -90,3 +92,21 @@ def simsiam_loss(predictions: torch.Tensor, projections: torch.Tensor) -> torch.
     p = F.normalize(predictions, dim=-1)  # (n, 2, dim)
     z = F.normalize(projections.detach(), dim=-1).flip(1)  # (n, 2, dim): stop-gradient, the other view
     return -(p * z).sum(-1).mean()  # mean over (n, 2) = the two halves averaged
+
+
+def _predictions(x: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    online = x.z.transpose(0, 1)  # (n, 2, dim)
+    predictor = x.modules.predictor if x.modules is not None else None
+    return (predictor(online) if predictor is not None else online), online  # (n, 2, dim) x 2
+
+
+def byol_step(x: StepInputs) -> torch.Tensor:
+    """The predictor's output of each view regresses the momentum encoder's output of the other view."""
+    predictions, _ = _predictions(x)
+    return x.loss(predictions, x.target_views().transpose(0, 1))  # targets (n, 2, dim)
+
+
+def simsiam_step(x: StepInputs) -> torch.Tensor:
+    """As BYOL with the same forward's other view as target (the loss stops its gradient)."""
+    predictions, online = _predictions(x)
+    return x.loss(predictions, online)

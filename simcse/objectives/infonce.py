@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from simcse.objectives.inputs import StepInputs
+
 
 def cosine_logits(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float) -> torch.Tensor:
     """``cos(anchors_i, candidates_j) / temperature`` as one fused normalise + matmul: ``(n, m)``, float32 or wider.
@@ -60,3 +62,9 @@ def info_nce(
             neg = neg + hard_negative_weight * F.one_hot(labels, neg.shape[1]).to(neg.dtype)
         logits = torch.cat([logits, neg], dim=1)  # (n, 2m)
     return F.cross_entropy(logits, labels)
+
+
+def infonce_step(x: StepInputs) -> torch.Tensor:
+    """SimCSE: local anchors against the positives (and hard negatives) of every process, labels offset by rank."""
+    hard = None if x.hard is None else x.gather(x.hard)  # (world * n, dim)
+    return x.loss(x.z[0], x.gather(x.z[1]), hard, label_offset=x.offset)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from simcse.objectives.infonce import cosine_logits, info_nce
+from simcse.objectives.inputs import StepInputs
 
 
 def moco_loss(
@@ -54,3 +55,16 @@ def moco_loss(
     logits = torch.cat([pos, neg], dim=1)  # (n, 1 + K)
     labels = torch.zeros(n, dtype=torch.long, device=queries.device)  # (n,)
     return F.cross_entropy(logits, labels)
+
+
+def moco_step(x: StepInputs) -> torch.Tensor:
+    """Symmetrised (MoCo v3): each view's queries against the momentum encoder's keys of the other view,
+    with the batch's keys and the queue as negatives (ESimCSE); view 1's keys are enqueued after the step."""
+    keys = x.target_views()  # (2, n, dim), no graph
+    queue = x.state.get()  # (filled, dim)
+    loss = 0.5 * (
+        x.loss(x.z[0], x.gather_no_grad(keys[1]), queue, in_batch_negatives=True, label_offset=x.offset)
+        + x.loss(x.z[1], x.gather_no_grad(keys[0]), queue, in_batch_negatives=True, label_offset=x.offset)
+    )
+    x.enqueue = keys[1]
+    return loss

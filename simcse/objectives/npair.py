@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from simcse.objectives.inputs import StepInputs
+
 
 def n_pair_loss(
     anchors: torch.Tensor,
@@ -43,3 +45,8 @@ def n_pair_loss(
         norms = anchors.pow(2).sum(-1).mean() + positives.pow(2).sum(-1).mean()
         loss = loss + 0.25 * l2_weight * norms
     return loss
+
+
+def n_pair_step(x: StepInputs) -> torch.Tensor:
+    """Local anchors against every process's positives (dot products, no hard negatives)."""
+    return x.loss(x.z[0], x.gather(x.z[1]), label_offset=x.offset)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from simcse.objectives.distances import Distance, paired_distance
+from simcse.objectives.inputs import StepInputs
 
 
 def _labels(labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -112,3 +113,32 @@ def circle_loss(
     logit_p = (-gamma * alpha_p * (s - (1.0 - margin))).masked_fill(~positive, float("-inf"))  # (n,)
     logit_n = (gamma * alpha_n * (s - margin)).masked_fill(positive, float("-inf"))  # (n,)
     return F.softplus(torch.logsumexp(logit_p, dim=0) + torch.logsumexp(logit_n, dim=0))
+
+
+def labelled_pairs(
+    anchors: torch.Tensor, positives: torch.Tensor, hard_negatives: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Labelled pairs from a batch, for ``contrastive``, ``logistic`` and ``circle``.
+
+    ``(anchor_i, positive_i)`` is labelled 1 and ``(anchor_i, negative_i)`` 0, where ``negative_i``
+    is the hard negative when the data has one (``mode: triplets``), else the next example's
+    positive ``positive_{i+1}`` (cyclically; in unsupervised mode another sentence).
+
+    Args:
+        anchors: ``(n, dim)``, ``n >= 2``.
+        positives: ``(n, dim)``.
+        hard_negatives: Optional ``(n, dim)``.
+
+    Returns:
+        ``(view_a, view_b, labels)``: ``(2n, dim)``, ``(2n, dim)``, ``(2n,)``; positives first.
+    """
+    n = anchors.shape[0]
+    negatives = hard_negatives if hard_negatives is not None else positives.roll(-1, dims=0)  # (n, dim)
+    labels = torch.cat([torch.ones(n), torch.zeros(n)]).to(anchors.device)  # (2n,)
+    return torch.cat([anchors, anchors]), torch.cat([positives, negatives]), labels  # (2n, dim) x 2, (2n,)
+
+
+def labelled_pairs_step(x: StepInputs) -> torch.Tensor:
+    """The pair loss over the global batch's labelled pairs (:func:`labelled_pairs`)."""
+    hard = None if x.hard is None else x.gather(x.hard)
+    return x.loss(*labelled_pairs(x.gather(x.z[0]), x.gather(x.z[1]), hard))

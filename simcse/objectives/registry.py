@@ -1,4 +1,10 @@
-"""Registry of objectives by name, with the inputs and helper modules each one needs."""
+"""ONE registry of objectives by name: the loss, how a training step feeds it, and everything it needs.
+
+Adding an objective: write its loss and its step function (``StepInputs -> loss``) in its own file,
+then add one :class:`ObjectiveSpec` to :data:`OBJECTIVES` (see ``tests/test_objective_registry.py``).
+The trainer and the config read everything else from the spec: the views it takes, the config fields
+it reads, its modules and state.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +17,16 @@ from typing import Any
 import torch
 
 from simcse.objectives.barlow import barlow_twins
-from simcse.objectives.byol import byol_loss, simsiam_loss
-from simcse.objectives.infonce import info_nce
-from simcse.objectives.moco import moco_loss
-from simcse.objectives.npair import n_pair_loss
-from simcse.objectives.pairs import circle_loss, logistic_loss, pair_contrastive_loss
+from simcse.objectives.byol import byol_loss, byol_step, simsiam_loss, simsiam_step
+from simcse.objectives.infonce import info_nce, infonce_step
+from simcse.objectives.inputs import StepInputs, global_pair_step
+from simcse.objectives.moco import moco_loss, moco_step
+from simcse.objectives.npair import n_pair_loss, n_pair_step
+from simcse.objectives.pairs import circle_loss, labelled_pairs_step, logistic_loss, pair_contrastive_loss
 from simcse.objectives.simclr import nt_xent
-from simcse.objectives.swav import swav_loss
-from simcse.objectives.triplet import lifted_structure_loss, triplet_loss
-from simcse.objectives.xbm import xbm_loss
+from simcse.objectives.swav import swav_loss, swav_step
+from simcse.objectives.triplet import lifted_structure_loss, triplet_loss, triplet_step
+from simcse.objectives.xbm import xbm_loss, xbm_step
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,11 @@ class ObjectiveSpec:
         name: Registry key (the config string).
         loss: The loss function: tensors positionally (``inputs``), hyperparameters keyword-only.
         inputs: Names of the positional arguments in order; a trailing ``?`` marks an optional one.
-        views: Embeddings per example taken from the encoder (2 = a pair, 3 = with a hard negative).
+        step: How a training step calls the loss: which views, gathered from which processes
+            (:class:`~simcse.objectives.inputs.StepInputs` -> scalar loss).
+        views: The most views per example it reads: 3 takes a hard negative (``mode: triplets``), 2 does not.
+        config_fields: The training config's fields it reads beyond ``temperature``; another objective
+            given a non-default value of one of them is refused.
         needs_labels: Needs 0/1 pair labels (``labels`` input).
         needs_momentum_encoder: Keys/targets come from a :class:`MomentumEncoder` of the online model.
         needs_predictor: Needs a :class:`Predictor` on the online branch.
@@ -43,7 +54,9 @@ class ObjectiveSpec:
     name: str
     loss: Callable[..., torch.Tensor]
     inputs: tuple[str, ...]
+    step: Callable[[StepInputs], torch.Tensor] = global_pair_step
     views: int = 2
+    config_fields: tuple[str, ...] = ()
     needs_labels: bool = False
     needs_momentum_encoder: bool = False
     needs_predictor: bool = False
@@ -69,63 +82,61 @@ class ObjectiveSpec:
 
 _PAIR = ("view_a", "view_b")
 _LABELLED = (*_PAIR, "labels")
+_MARGIN = ("margin",)
 _SPECS = [
     ObjectiveSpec(
-        "infonce", info_nce, ("anchors", "positives", "hard_negatives?"), reference="Gao et al., 2021 (SimCSE)"
+        "infonce", info_nce, ("anchors", "positives", "hard_negatives?"), infonce_step, views=3,
+        config_fields=("hard_negative_weight",), reference="Gao et al., 2021 (SimCSE)",
     ),
     ObjectiveSpec("nt_xent", nt_xent, _PAIR, reference="Chen et al., 2020 (SimCLR)"),
     ObjectiveSpec(
-        "moco",
-        moco_loss,
-        ("queries", "keys", "queue"),
-        needs_momentum_encoder=True,
-        needs_queue=True,
+        "moco", moco_loss, ("queries", "keys", "queue"), moco_step, config_fields=("momentum", "queue_size"),
+        needs_momentum_encoder=True, needs_queue=True,
         reference="He et al., 2020 (MoCo); Chen et al., 2020 (MoCo v2); Wu et al., 2022 (ESimCSE)",
     ),
     ObjectiveSpec(
-        "xbm",
-        xbm_loss,
-        ("anchors", "positives", "memory"),
-        needs_memory=True,
-        reference="Wang et al., 2020 (Cross-Batch Memory)",
+        "xbm", xbm_loss, ("anchors", "positives", "memory"), xbm_step, config_fields=("memory_size", "memory_warmup"),
+        needs_memory=True, reference="Wang et al., 2020 (Cross-Batch Memory)",
     ),
     ObjectiveSpec(
-        "byol",
-        byol_loss,
-        ("online_predictions", "target_projections"),
-        needs_momentum_encoder=True,
-        needs_predictor=True,
+        "byol", byol_loss, ("online_predictions", "target_projections"), byol_step,
+        config_fields=("momentum", "predictor_hidden"), needs_momentum_encoder=True, needs_predictor=True,
         reference="Grill et al., 2020 (BYOL)",
     ),
     ObjectiveSpec(
-        "simsiam",
-        simsiam_loss,
-        ("predictions", "projections"),
-        needs_predictor=True,
-        reference="Chen & He, 2021 (SimSiam)",
-    ),
-    ObjectiveSpec("barlow_twins", barlow_twins, _PAIR, reference="Zbontar et al., 2021 (Barlow Twins)"),
-    ObjectiveSpec(
-        "swav", swav_loss, (*_PAIR, "prototypes"), needs_prototypes=True, reference="Caron et al., 2020 (SwAV)"
+        "simsiam", simsiam_loss, ("predictions", "projections"), simsiam_step, config_fields=("predictor_hidden",),
+        needs_predictor=True, reference="Chen & He, 2021 (SimSiam)",
     ),
     ObjectiveSpec(
-        "triplet",
-        triplet_loss,
-        ("anchors", "positives", "negatives?"),
-        views=3,
-        reference="Schroff et al., 2015 (FaceNet); Hermans et al., 2017 (batch-hard)",
+        "barlow_twins", barlow_twins, _PAIR, config_fields=("barlow_lambda",),
+        reference="Zbontar et al., 2021 (Barlow Twins)",
     ),
-    ObjectiveSpec("contrastive", pair_contrastive_loss, _LABELLED, needs_labels=True, reference="Hadsell et al., 2006"),
-    ObjectiveSpec("n_pair", n_pair_loss, ("anchors", "positives"), reference="Sohn, 2016 (N-pair)"),
-    ObjectiveSpec("logistic", logistic_loss, _LABELLED, needs_labels=True, reference="binary pair classification"),
-    ObjectiveSpec("circle", circle_loss, _LABELLED, needs_labels=True, reference="Sun et al., 2020 (Circle loss)"),
     ObjectiveSpec(
-        "lifted_structure",
-        lifted_structure_loss,
-        ("anchors", "positives"),
+        "swav", swav_loss, (*_PAIR, "prototypes"), swav_step, config_fields=("n_prototypes",),
+        needs_prototypes=True, reference="Caron et al., 2020 (SwAV)",
+    ),
+    ObjectiveSpec(
+        "triplet", triplet_loss, ("anchors", "positives", "negatives?"), triplet_step, views=3,
+        config_fields=_MARGIN, reference="Schroff et al., 2015 (FaceNet); Hermans et al., 2017 (batch-hard)",
+    ),
+    ObjectiveSpec(
+        "contrastive", pair_contrastive_loss, _LABELLED, labelled_pairs_step, views=3, config_fields=_MARGIN,
+        needs_labels=True, reference="Hadsell et al., 2006",
+    ),
+    ObjectiveSpec("n_pair", n_pair_loss, ("anchors", "positives"), n_pair_step, reference="Sohn, 2016 (N-pair)"),
+    ObjectiveSpec(
+        "logistic", logistic_loss, _LABELLED, labelled_pairs_step, views=3, needs_labels=True,
+        reference="binary pair classification",
+    ),
+    ObjectiveSpec(
+        "circle", circle_loss, _LABELLED, labelled_pairs_step, views=3, config_fields=_MARGIN, needs_labels=True,
+        reference="Sun et al., 2020 (Circle loss)",
+    ),
+    ObjectiveSpec(
+        "lifted_structure", lifted_structure_loss, ("anchors", "positives"), config_fields=_MARGIN,
         reference="Song et al., 2016 (Lifted Structure)",
     ),
-]
+]  # fmt: skip
 OBJECTIVES: dict[str, ObjectiveSpec] = {spec.name: spec for spec in _SPECS}
 
 

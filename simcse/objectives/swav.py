@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simcse.objectives.inputs import StepInputs
+
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -129,3 +131,8 @@ def swav_loss(
     loss_a = swapped_prediction(scores_a, codes_b, temperature)  # view a predicts b's codes
     loss_b = swapped_prediction(scores_b, codes_a, temperature)
     return 0.5 * (loss_a + loss_b)
+
+
+def swav_step(x: StepInputs) -> torch.Tensor:
+    """Swapped prediction over the global batch's two views with the model's prototypes."""
+    return x.loss(x.gather(x.z[0]), x.gather(x.z[1]), x.modules.prototypes)

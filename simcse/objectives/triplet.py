@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from simcse.objectives.distances import Distance, distance_matrix, paired_distance
+from simcse.objectives.inputs import StepInputs
 
 
 def triplet_loss(
@@ -86,3 +87,10 @@ def lifted_structure_loss(anchors: torch.Tensor, positives: torch.Tensor, *, mar
     lse = torch.logsumexp(neg, dim=1)  # (2n,)
     j = torch.logaddexp(lse[:n], lse[n:]) + paired_distance(anchors, positives, "euclidean")  # (n,)
     return F.relu(j).pow(2).sum() / (2 * n)
+
+
+def triplet_step(x: StepInputs) -> torch.Tensor:
+    """``(z0, z1, z2)`` with hard negatives; without them, batch-hard mining over the global batch."""
+    if x.hard is not None:
+        return x.loss(x.z[0], x.z[1], x.hard)
+    return x.loss(x.gather(x.z[0]), x.gather(x.z[1]), batch_hard=True)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from simcse.objectives.infonce import info_nce
+from simcse.objectives.inputs import StepInputs
 from simcse.objectives.queue import Gather, KeyQueue
 
 
@@ -85,3 +86,9 @@ def xbm_loss(
     if memory is not None:
         positives = torch.cat([positives, memory.to(positives.dtype)], dim=0)  # (m + M, dim)
     return info_nce(anchors, positives, temperature=temperature, label_offset=label_offset)
+
+
+def xbm_step(x: StepInputs) -> torch.Tensor:
+    """InfoNCE plus the memory of past positives; this step's positives join the memory after the step."""
+    x.enqueue = x.z[1].detach()
+    return x.loss(x.z[0], x.gather(x.z[1]), x.state.negatives(), label_offset=x.offset)

@@ -11,11 +11,10 @@ import sys
 import torch
 from accelerate import Accelerator
 
-from simcse.config import load_config, parse_overrides
-from simcse.data import BatchSchedule
-from simcse.model import build_model
-from simcse.train_data import load_training_views
-from simcse.training import compute_loss, make_grad_cache
+from simcse.train.config import load_config, parse_overrides
+from simcse.train.data import BatchSchedule, load_training_views
+from simcse.train.model import build_model
+from simcse.train.step import compute_loss, make_grad_cache
 
 
 def main() -> None:

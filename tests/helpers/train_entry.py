@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def inject_nan(rank: int, step: int) -> None:
     import torch
 
-    import simcse.training as training
+    import simcse.train.step as training
 
     real, calls = training.compute_loss, [0]
 

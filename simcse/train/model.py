@@ -9,10 +9,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from simcse.config import TrainConfig
 from simcse.encoder import Encoder
 from simcse.encoder.heads import DenseHead
 from simcse.encoder.hub import resolve_model_name
+from simcse.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ContrastiveModel(nn.Module):
     """What the optimizer trains: the encoder (with head), for ``do_mlm`` the MLM model, and the objective's modules.
 
     The MLM model shares the encoder's transformer, so ``parameters()`` lists each weight once.
-    ``objective`` (:class:`simcse.objective_step.ObjectiveModules`) holds a predictor / prototypes, trained
+    ``objective`` (:class:`simcse.train.objective.ObjectiveModules`) holds a predictor / prototypes, trained
     with the encoder, and a momentum encoder, frozen (``requires_grad`` False, so the optimizer leaves it
     out); all of them are checkpointed with the model, none is exported with it.
     """
@@ -106,7 +106,7 @@ def build_model(cfg: TrainConfig) -> ContrastiveModel:
     """Load the encoder named in ``cfg``, attach a fresh MLP head for ``cls`` pooling and the objective's modules."""
     from transformers import AutoConfig, AutoModelForMaskedLM
 
-    from simcse.objective_step import build_objective_modules
+    from simcse.train.objective import build_objective_modules
 
     name = resolve_model_name(cfg.model_name_or_path)
     overrides = {}

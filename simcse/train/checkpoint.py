@@ -2,7 +2,7 @@
 
 A checkpoint folder ``checkpoints/step-00000125`` holds Accelerate's state (model, optimizer,
 scheduler, every process's RNG states) and ``trainer_state.json`` (step, best metric, counters).
-The data position is the step itself (:class:`simcse.data.BatchSchedule` is a function of it).
+The data position is the step itself (:class:`simcse.train.readers.BatchSchedule` is a function of it).
 A folder is complete exactly when it has its final name: a run killed while writing leaves only a
 ``.tmp-*`` folder, which resume ignores with a warning and the next save removes. Old checkpoints
 are pruned only after the new one is in place, by a rename out of the way and then a delete, so a
@@ -24,7 +24,7 @@ import shutil
 from typing import Any
 
 from simcse.io import atomic_write_text, fsync_tree
-from simcse.run_dir import save_together
+from simcse.train.run_dir import save_together
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _remove(path: str) -> None:
 def save_checkpoint(accelerator: Any, output_dir: str, step: int, state: dict[str, Any], keep_last_n: int) -> str:
     """Save a checkpoint for ``step`` on every process; the main process renames and prunes.
 
-    An I/O error on any process (a full disk...) raises :class:`simcse.run_dir.SaveError` on every
+    An I/O error on any process (a full disk...) raises :class:`simcse.train.run_dir.SaveError` on every
     process, after the partial folder is removed: the checkpoints already there stay as they were.
     """
     root = checkpoint_root(output_dir)

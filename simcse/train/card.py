@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from simcse.config import TrainConfig, load_config, to_yaml
 from simcse.evaluation.tasks import PAPER_COLUMNS
 from simcse.io import atomic_write_text
 from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
+from simcse.train.config import TrainConfig, load_config, to_yaml
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Training data: read and validate rows, tokenize once, batch views for one forward pass.
+"""Training data files: read and validate rows, with errors that name the file, the line and the problem.
 
 Unsupervised data is a text file, one sentence per line (blank lines skipped and counted).
 Supervised data is a CSV whose header names ``sent0,sent1`` (pairs) or ``sent0,sent1,hard_neg``
@@ -15,9 +15,6 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -176,70 +173,3 @@ def load_hf_examples(name: str, config: str | None, split: str, columns: Sequenc
     if missing:
         raise DataError(f"dataset {name}: missing column(s) {missing}; has {ds.column_names}")
     return list(zip(*(ds[c] for c in columns)))
-
-
-@dataclass
-class TokenizedViews:
-    """Pre-tokenized views: ``features[v][key][i]`` is example ``i``'s view ``v`` token ids."""
-
-    features: list[dict[str, list[list[int]]]]
-    pad_id: int
-    report: dict[str, int] = field(default_factory=dict)  # what reading skipped (ReadReport.counts)
-
-    def __len__(self) -> int:
-        return len(self.features[0]["input_ids"])
-
-    def collate(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Pad views of ``rows`` to their longest length, view-major: ``(views * len(rows), seq)``."""
-        keys = self.features[0].keys()
-        seqs = {k: [view[k][i] for view in self.features for i in rows] for k in keys}
-        width = max(len(s) for s in seqs["input_ids"])
-        batch = {}
-        for key, values in seqs.items():
-            arr = np.full((len(values), width), self.pad_id if key == "input_ids" else 0, dtype=np.int64)
-            for r, s in enumerate(values):
-                arr[r, : len(s)] = s
-            batch[key] = torch.from_numpy(arr)
-        if "attention_mask" not in batch:
-            batch["attention_mask"] = (batch["input_ids"] != self.pad_id).long()
-        return batch
-
-
-def tokenize_views(tokenizer, views: Sequence[Sequence[str]], max_seq_len: int) -> TokenizedViews:
-    """Tokenize each view's sentences once (truncated at ``max_seq_len``, no padding)."""
-    names = tokenizer.model_input_names
-    features: list[dict[str, list[list[int]]]] = []
-    for v, sentences in enumerate(views):
-        if v > 0 and sentences is views[0]:  # unsupervised: the same sentences twice, tokenized once
-            features.append(features[0])
-            continue
-        enc = tokenizer(list(sentences), truncation=True, max_length=max_seq_len, padding=False)
-        features.append({k: enc[k] for k in names if k in enc})
-    return TokenizedViews(features, tokenizer.pad_token_id or 0)
-
-
-class BatchSchedule:
-    """Deterministic shuffled batches: step ``s`` of any run with the same seed sees the same rows.
-
-    The global batch of ``batch_size * world_size`` examples is split by rank, so the union over
-    processes equals the single-process batch (labels offset by rank reconstruct it). Incomplete
-    final batches are dropped so every process takes the same number of steps.
-    """
-
-    def __init__(self, n_examples: int, batch_size: int, world_size: int, seed: int) -> None:
-        self.n, self.batch_size, self.world_size, self.seed = n_examples, batch_size, world_size, seed
-        self.steps_per_epoch = n_examples // (batch_size * world_size)
-        if self.steps_per_epoch == 0:
-            raise DataError(
-                f"{n_examples} training examples are fewer than one global batch ({batch_size} x {world_size})"
-            )
-        self._epoch, self._perm = -1, np.arange(0)
-
-    def rows(self, step: int, rank: int) -> np.ndarray:
-        """Example indices of ``rank``'s share of global step ``step``."""
-        epoch, within = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        start = (within * self.world_size + rank) * self.batch_size
-        return self._perm[start : start + self.batch_size]

@@ -1,10 +1,13 @@
-"""The run folder's guard: one run at a time, and save failures reported in one line.
+"""The run folder: every file of a run in one place, one run at a time, save failures in one line.
+
+:class:`RunFolder` names every path of a run (``config.yaml``, ``metrics.jsonl``, ``model/``,
+``checkpoints/``, the lock) and writes the run's own files (config, metrics).
 
 :class:`RunLock` holds ``<output_dir>/.simcse.lock`` for the whole run (the main process only). The
 lock is an ``flock`` on that file, which the kernel drops when its holder dies, so a lock left by a
 killed run is taken over (with a warning naming the old holder), while a second run started into a
 live run's folder is refused with a message naming the holder's pid, host and start time. The file
-also records the holder in plain text for people and for that message.
+records the holder in plain text for people and for that message; a clean end removes it.
 
 :func:`saving` turns any I/O error while writing a model or checkpoint (disk full, permission,
 a folder removed under the run) into a :class:`SaveError`: one line saying what could not be
@@ -25,10 +28,55 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from simcse.distributed import all_agree
+from simcse.io import atomic_write_text, recover
 
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".simcse.lock"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+MODEL_DIR = "model"  # the best model by STS-B dev, a folder every reader loads
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class RunFolder:
+    """Every path of a run folder, and the writes of the run's own files.
+
+    Args:
+        root: The run folder (``output_dir``).
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.config = os.path.join(root, CONFIG_FILE)
+        self.metrics = os.path.join(root, METRICS_FILE)
+        self.model = os.path.join(root, MODEL_DIR)
+        self.checkpoints = os.path.join(root, CHECKPOINTS_DIR)
+
+    def prepare(self, config_yaml: str) -> None:
+        """Repair what a kill during a save left behind, then write the resolved config (main process)."""
+        for path in (self.model, self.metrics, self.config):
+            recover(path)
+        atomic_write_text(self.config, config_yaml)
+
+    def truncate_metrics(self, step: int) -> None:
+        """On resume, drop metric lines written after the checkpoint (they will be written again).
+
+        A line cut short by a kill is dropped too (it can only be the last one).
+        """
+        if os.path.isfile(self.metrics):
+            kept = []
+            with open(self.metrics, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    with contextlib.suppress(ValueError):
+                        if line.endswith("\n") and json.loads(line).get("step", 0) <= step:
+                            kept.append(line)
+            atomic_write_text(self.metrics, "".join(kept))
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one step's record to ``metrics.jsonl`` (a :class:`SaveError` if it cannot be written)."""
+        with saving("metrics", self.metrics, self.root), open(self.metrics, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 class RunFolderBusy(OSError):

@@ -87,12 +87,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from simcse.encoder.pooling import validate_pooler
-        from simcse.objective_step import validate_objective_config
 
         validate_pooler(self.pooler)
         if self.mlp_only_train is None:  # frozen: resolved once, so the saved config.yaml says what ran
             object.__setattr__(self, "mlp_only_train", self.mode == "unsup")
-        validate_objective_config(self)
+        _validate_objective(self)
         checks = [
             (self.mode in get_args(Mode), f"mode must be one of {get_args(Mode)}, got {self.mode!r}"),
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
@@ -124,6 +123,41 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _validate_objective(cfg: TrainConfig) -> None:
+    """Check ``cfg.objective``, its hyperparameters and the data mode it trains on, from its registry entry."""
+    from simcse.objectives import OBJECTIVES
+
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {cfg.objective!r}")
+    checks = [
+        (0.0 <= cfg.momentum <= 1.0, f"momentum must be in [0, 1], got {cfg.momentum}"),
+        (cfg.queue_size >= 1 and cfg.memory_size >= 1, "queue_size and memory_size must be >= 1"),
+        (cfg.memory_warmup >= 0, f"memory_warmup must be >= 0, got {cfg.memory_warmup}"),
+        (cfg.margin is None or cfg.margin > 0, f"margin must be > 0, got {cfg.margin}"),
+        (cfg.barlow_lambda >= 0, f"barlow_lambda must be >= 0, got {cfg.barlow_lambda}"),
+        (cfg.predictor_hidden >= 0, f"predictor_hidden must be >= 0, got {cfg.predictor_hidden}"),
+        (cfg.n_prototypes >= 2, f"n_prototypes must be >= 2, got {cfg.n_prototypes}"),
+        (cfg.collapse_check_steps >= 0, f"collapse_check_steps must be >= 0, got {cfg.collapse_check_steps}"),
+        (cfg.objective == "infonce" or cfg.batch_size >= 2, f"objective {cfg.objective} needs batch_size >= 2"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    three_views = sorted(name for name, spec in OBJECTIVES.items() if spec.views >= 3)
+    if cfg.mode == "triplets" and OBJECTIVES[cfg.objective].views < 3:
+        raise ValueError(
+            f"objective {cfg.objective} takes two views, not a hard negative: use mode pairs (it reads sent0,sent1 "
+            f"of a triplet CSV) or unsup; objectives using triplets: {', '.join(three_views)}"
+        )
+    readers: dict[str, list[str]] = {}
+    for name, spec in OBJECTIVES.items():
+        for key in spec.config_fields:
+            readers.setdefault(key, []).append(name)
+    for key, users in readers.items():
+        if getattr(cfg, key) != FIELDS[key].default and cfg.objective not in users:
+            raise ValueError(f"{key} is read by objective(s) {', '.join(users)} only, not {cfg.objective}")
 
 
 def _convert(name: str, value: Any, source: str) -> Any:

@@ -1,0 +1,14 @@
+"""Fine-tuning: the typed config, the data, the step, the run folder and the loop.
+
+- :mod:`~simcse.train.config`: :class:`TrainConfig` (frozen, the paper's defaults), YAML + overrides.
+- :mod:`~simcse.train.readers` / :mod:`~simcse.train.data`: read and validate rows; tokenize; the batch schedule.
+- :mod:`~simcse.train.model`: the training wrapper (encoder + head + objective modules, MLM, length groups).
+- :mod:`~simcse.train.objective` / :mod:`~simcse.train.step`: one step from the views to the update.
+- :mod:`~simcse.train.run_dir` / :mod:`~simcse.train.checkpoint` / :mod:`~simcse.train.card`: the run folder.
+- :mod:`~simcse.train.loop`: :func:`train`.
+"""
+
+from simcse.train.config import TrainConfig, load_config
+from simcse.train.loop import train
+
+__all__ = ["TrainConfig", "load_config", "train"]

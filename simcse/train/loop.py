@@ -1,0 +1,267 @@
+"""The training loop (Accelerate): read it top to bottom.
+
+Setup builds the model, data and optimizer; each step runs :class:`simcse.train.step.TrainStep`
+(forward over the views, the objective's loss, one agreement across processes, the update), steps the
+schedule, records the step, evaluates on STS-B dev (saving the best model) and checkpoints. Every file
+of the run folder goes through :mod:`simcse.train.run_dir`; checkpoints through
+:mod:`simcse.train.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+from typing import Any
+
+from simcse.distributed import all_agree, launched_on_cpu_only, refuse_data_parallel
+from simcse.evaluation.dev import DevEvaluator
+from simcse.train.card import CARD_FILE, finish_run, render_model_card
+from simcse.train.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
+from simcse.train.config import TrainConfig, to_yaml
+from simcse.train.data import BatchSchedule, load_training_views
+from simcse.train.model import build_model
+from simcse.train.objective import ObjectiveStep
+from simcse.train.run_dir import RunFolder, RunFolderBusy, RunLock, SaveError, save_together
+from simcse.train.step import TrainStep, build_optimizer
+
+logger = logging.getLogger(__name__)
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+    """Train per ``cfg``; the best model by STS-B dev is saved to ``<output_dir>/model``.
+
+    Runs as one process or as every process of a launch (``torchrun``, ``accelerate launch``): the
+    run is the same either way (the same global batches, loss, learning rate and weights).
+
+    Args:
+        cfg: The run's config.
+        resume: Continue from the newest complete checkpoint in ``cfg.output_dir``.
+        stop_after: Stop (with a checkpoint) after this global step, as a pre-emption would;
+            the learning-rate schedule still spans the full run.
+
+    Returns the final trainer state (best metric and step, last step, counters).
+
+    Raises:
+        RunFolderBusy: another live run holds ``cfg.output_dir``.
+        SaveError: a model or checkpoint could not be written (disk full, permissions...).
+    """
+    accelerator = _accelerator(cfg)
+    lock = RunLock(cfg.output_dir) if accelerator.is_main_process else None
+    refusal: BaseException | None = None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except RunFolderBusy as err:
+            refusal, lock = err, None
+        else:
+            if not resume and list_checkpoints(cfg.output_dir):  # a fresh start would mix with and prune them
+                refusal = FileExistsError(
+                    f"{cfg.output_dir}: holds an earlier run's checkpoints; resume it or pick another folder"
+                )
+    if not all_agree(refusal is None, accelerator.device):  # every process stops; none waits in a barrier
+        if lock is not None:
+            lock.release()
+        raise refusal or RunFolderBusy(f"{cfg.output_dir}: the main process could not take the run folder")
+    try:
+        return _train(accelerator, cfg, resume, stop_after)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _accelerator(cfg: TrainConfig) -> Any:
+    """Accelerate's state for this run: the launcher's processes, the config's precision.
+
+    ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone);
+    the scheduler is stepped once per global step (Accelerate would step it once per process).
+    """
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir,
+        cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False,
+    )  # fmt: skip
+    refuse_data_parallel(accelerator.num_processes)
+    return accelerator
+
+
+def _accelerator(cfg: TrainConfig) -> Any:
+    """Accelerate's state for this run: the launcher's processes, the config's precision.
+
+    ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone);
+    the scheduler is stepped once per global step (Accelerate would step it once per process).
+    """
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir,
+        cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False,
+    )  # fmt: skip
+    refuse_data_parallel(accelerator.num_processes)
+    return accelerator
+
+
+def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> dict[str, Any]:
+    from accelerate.utils import set_seed
+
+    set_seed(cfg.seed)
+    main, run = accelerator.is_main_process, RunFolder(cfg.output_dir)
+    model = build_model(cfg)
+    views = load_training_views(cfg, model.encoder.tokenizer, main)
+    schedule = BatchSchedule(len(views), cfg.batch_size, accelerator.num_processes, cfg.seed)
+    total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * schedule.steps_per_epoch
+    optimizer = build_optimizer(model, cfg)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, _scheduler(optimizer, cfg, total))
+    objective = ObjectiveStep(cfg, accelerator.unwrap_model(model).encoder.dim)
+    if objective.state is not None:  # a queue / memory: saved and restored with every checkpoint
+        accelerator.register_for_checkpointing(objective.state.to(accelerator.device))
+    state: dict[str, Any] = {"step": 0, "best_metric": -math.inf, "best_step": -1, "nonfinite_skipped": 0}
+    if main:
+        run.prepare(to_yaml(cfg))
+    if resume and (restored := load_latest(accelerator, run.root)) is not None:
+        state.update(restored)
+    if resume:
+        reconcile_best(run.root, state)
+    state["data"] = views.report
+    if main:
+        run.truncate_metrics(state["step"])
+    if cfg.log_with:
+        accelerator.init_trackers("simcse", config={k: str(v) for k, v in vars(cfg).items()})
+    evaluator = DevEvaluator(cfg.data_dir, cfg.eval_batch_size) if main else None
+    train_step, stop = TrainStep(accelerator, model, optimizer, cfg, objective), _Stop()
+    progress = _progress(total, state["step"], main)
+    log_error: SaveError | None = None  # the main process's, shared with all at the next step's agreement
+    in_a_row = 0
+    model.train()
+    for step in range(state["step"], total):
+        rows = schedule.rows(step, accelerator.process_index)
+        batch = {k: v.to(accelerator.device) for k, v in views.collate(rows).items()}
+        outcome = train_step(batch, stop=stop.requested or step + 1 == stop_after, failed=log_error is not None)
+        if outcome.failed:
+            raise log_error or SaveError(f"{run.metrics}: the main process could not write the metrics")
+        in_a_row = _count_nonfinite(outcome.finite, in_a_row, state, step + 1, cfg.max_nonfinite_steps)
+        scheduler.step()
+        state["step"] = done = step + 1
+        record: dict[str, Any] = {"step": done, "loss": outcome.loss, "lr": scheduler.get_last_lr()[0]}
+        if cfg.collapse_check_steps and done % cfg.collapse_check_steps == 0:
+            record.update(objective.collapse_metrics())  # the global batch's spread; warns once on collapse
+        # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
+        if done % cfg.eval_steps == 0 or done == total:
+            record.update(_evaluate(accelerator, model, evaluator, cfg, state, done))
+        if main:
+            try:
+                run.append_metrics(record)
+            except SaveError as err:
+                log_error = err
+            _show(progress, record)
+        if cfg.log_with:
+            accelerator.log(record, step=done)
+        if done % (cfg.checkpoint_steps or cfg.eval_steps) == 0 or done == total or outcome.stop:
+            save_checkpoint(accelerator, run.root, done, state, cfg.keep_last_n)
+        if outcome.stop:
+            break
+    if log_error is not None:
+        raise log_error
+    progress.close()
+    stop.close()
+    accelerator.end_training()
+    if main:
+        _summarise(state, run.model)
+        finish_run(cfg)  # training_curves.png in the run and model folders, the model card
+    return state
+
+
+def _count_nonfinite(finite: bool, in_a_row: int, state: dict[str, Any], step: int, limit: int) -> int:
+    """Count a skipped update (every process skipped it); stop after ``limit`` in a row."""
+    if finite:
+        return 0
+    in_a_row, state["nonfinite_skipped"] = in_a_row + 1, state["nonfinite_skipped"] + 1
+    logger.warning("step %d: non-finite loss, update skipped (%d in a row)", step, in_a_row)
+    if in_a_row >= limit:
+        raise FloatingPointError(
+            f"{in_a_row} non-finite losses in a row at step {step} (max_nonfinite_steps={limit}); "
+            "lower learning_rate, raise temperature, or check the data"
+        )
+    return in_a_row
+
+
+def _show(progress: Any, record: dict[str, Any]) -> None:
+    dev = {"stsb_dev": f"{record['stsb_dev']:.2f}"} if "stsb_dev" in record else {}
+    progress.update(1)
+    progress.set_postfix(loss=f"{record['loss']:.4f}", **dev)
+
+
+class _Stop:
+    """SIGTERM (pre-emption) sets a flag; the loop saves a checkpoint and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.requested, self._previous = False, None
+        if hasattr(signal, "SIGTERM"):
+            # ValueError: not the main thread (e.g. a notebook worker); then SIGTERM is not handled
+            with contextlib.suppress(ValueError):
+                self._previous = signal.signal(signal.SIGTERM, self._handler)
+
+    def close(self) -> None:
+        """Give SIGTERM back to the previous handler (else a later SIGTERM would be swallowed)."""
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        logger.warning("SIGTERM received: saving a checkpoint and stopping")
+        self.requested = True
+
+
+def _scheduler(optimizer: Any, cfg: TrainConfig, total: int) -> Any:
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total)
+
+
+def _summarise(state: dict[str, Any], model: str) -> None:
+    """Log the outcome, with a warning for anything skipped on the way (also in the returned state)."""
+    logger.info("best STS-B dev %.2f at step %d; model in %s", state["best_metric"], state["best_step"], model)
+    skipped = {k: v for k, v in state["data"].items() if v}
+    if skipped or state["nonfinite_skipped"]:
+        logger.warning(
+            "skipped: %s; %d step(s) with a non-finite loss",
+            ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) or "no input lines",
+            state["nonfinite_skipped"],
+        )
+
+
+def _evaluate(
+    accelerator: Any, model: Any, evaluator: DevEvaluator | None, cfg: TrainConfig, state: dict, step: int
+) -> dict:
+    """Score on the main process; save the model when STS-B dev improves (ties keep the earlier)."""
+    result: dict[str, Any] = {}
+    save = None
+    folder = RunFolder(cfg.output_dir).model
+    if accelerator.is_main_process and evaluator is not None:
+        encoder = accelerator.unwrap_model(model).encoder
+        result = evaluator(encoder, use_head=not cfg.mlp_only_train)
+        encoder.train()
+        if result["stsb_dev"] > state["best_metric"]:
+            state["best_metric"], state["best_step"] = result["stsb_dev"], step
+            best = {BEST_FILE: json.dumps({"step": step, "metric": "stsb_dev", "value": result["stsb_dev"]})}
+            best[CARD_FILE] = render_model_card(cfg, result, step)  # saved with the weights, atomically
+
+            def save() -> None:
+                encoder.save(folder, include_head=not cfg.mlp_only_train, extra_files=best)
+                logger.info("step %d: best STS-B dev so far (%.2f), saved to %s", step, result["stsb_dev"], folder)
+
+            result["new_best"] = True
+    # every process waits here for the save, and stops with it if it fails
+    save_together(accelerator, save, "best model", folder, cfg.output_dir)
+    return result
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    """The training progress bar (off on other ranks, and where ``TQDM_DISABLE`` is set, as tqdm documents)."""
+    from tqdm.auto import tqdm
+
+    disable = not enabled or os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=disable, dynamic_ncols=True)

@@ -1,0 +1,154 @@
+"""The configured objective in the training loop: its modules, its loss from the views, its post-step updates.
+
+Every objective of :data:`simcse.objectives.OBJECTIVES` trains on the views ``z`` ``(views, n, dim)`` of
+one forward (:func:`simcse.train.step.embed_views`): unsupervised, the same sentence twice, so that
+dropout makes the views differ (SimCSE); supervised, the data's ``sent0, sent1[, hard_neg]``.
+
+How each objective reads the views (which it gathers from all processes, with or without gradient)
+is its own step function, named by its registry entry (:attr:`simcse.objectives.ObjectiveSpec.step`).
+
+Hyperparameters come from the config: ``temperature`` for every objective that has one (SimCSE's 0.05
+suits sentences; the image papers' defaults are 0.1-0.2), ``margin`` (None keeps each paper's),
+``barlow_lambda``, ``hard_negative_weight`` (infonce), ``momentum``, ``queue_size``, ``memory_size``,
+``memory_warmup``, ``predictor_hidden``, ``n_prototypes``.
+
+State: the predictor and prototypes are submodules of the model (trained and checkpointed with it);
+the momentum encoder is one too, frozen (``requires_grad`` False, kept out of the optimizer) and
+updated by :meth:`ObjectiveStep.after_step`. The queue / memory is :attr:`ObjectiveStep.state`, which
+the trainer registers with ``accelerator.register_for_checkpointing`` (its pointer is not a tensor,
+so it cannot go into the model's safetensors file).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from simcse.distributed import gather_no_grad, gather_with_grad, rank_and_world
+from simcse.objectives import (
+    OBJECTIVES,
+    CrossBatchMemory,
+    KeyQueue,
+    MomentumEncoder,
+    Predictor,
+    Prototypes,
+    StepInputs,
+    build_objective,
+)
+from simcse.train.collapse import CollapseMonitor
+from simcse.train.config import TrainConfig
+
+
+class ObjectiveModules(nn.Module):
+    """The objective's modules inside the model (each may be None).
+
+    Attributes:
+        predictor: BYOL / SimSiam prediction head, trained.
+        prototypes: SwAV prototypes, trained.
+        target: Momentum (EMA) copy of the encoder for MoCo / BYOL: frozen, out of the optimizer.
+    """
+
+    def __init__(
+        self,
+        predictor: nn.Module | None = None,
+        prototypes: nn.Module | None = None,
+        target: MomentumEncoder | None = None,
+    ) -> None:
+        super().__init__()
+        self.predictor, self.prototypes, self.target = predictor, prototypes, target
+
+
+def build_objective_modules(cfg: TrainConfig, encoder: nn.Module) -> ObjectiveModules | None:
+    """The modules ``cfg.objective`` needs beside ``encoder`` (whose ``dim`` they take), or None."""
+    spec, dim = OBJECTIVES[cfg.objective], int(encoder.dim)
+    predictor = Predictor(dim, cfg.predictor_hidden) if spec.needs_predictor and cfg.predictor_hidden else None
+    prototypes = Prototypes(dim, cfg.n_prototypes) if spec.needs_prototypes else None
+    target = MomentumEncoder(encoder, cfg.momentum) if spec.needs_momentum_encoder else None
+    if predictor is None and prototypes is None and target is None:
+        return None
+    return ObjectiveModules(predictor, prototypes, target)
+
+
+def loss_hyperparameters(cfg: TrainConfig) -> dict[str, Any]:
+    """The config's values for the keyword hyperparameters that ``cfg.objective``'s loss takes."""
+    known = OBJECTIVES[cfg.objective].defaults
+    values = {
+        "temperature": cfg.temperature,
+        "margin": cfg.margin,
+        "off_diagonal_weight": cfg.barlow_lambda,
+        "hard_negative_weight": cfg.hard_negative_weight,
+    }
+    return {k: v for k, v in values.items() if k in known and v is not None}
+
+
+def objective_modules(model: nn.Module) -> ObjectiveModules | None:
+    """The :class:`ObjectiveModules` of a (possibly DDP-wrapped) training model."""
+    return getattr(getattr(model, "module", model), "objective", None)
+
+
+class ObjectiveStep:
+    """The configured objective on the loop's side: loss from the views, post-step updates, collapse watch.
+
+    Args:
+        cfg: The run's config (``objective`` and its hyperparameters).
+        dim: Embedding size (for the queue / memory).
+
+    Example:
+        >>> step = ObjectiveStep(cfg, dim=model.encoder.dim)  # doctest: +SKIP
+        >>> loss = step.loss(model, embed_views(model, batch, cfg), batch)  # doctest: +SKIP
+        >>> loss.backward(); optimizer.step(); step.after_step(model)  # doctest: +SKIP
+    """
+
+    def __init__(self, cfg: TrainConfig, dim: int) -> None:
+        self.cfg, self.spec = cfg, OBJECTIVES[cfg.objective]
+        self.loss_fn = build_objective(cfg.objective, **loss_hyperparameters(cfg))
+        self.state: nn.Module | None = None  # checkpointed by the trainer (register_for_checkpointing)
+        if self.spec.needs_queue:
+            self.state = KeyQueue(cfg.queue_size, dim)
+        elif self.spec.needs_memory:
+            self.state = CrossBatchMemory(cfg.memory_size, dim, cfg.memory_warmup)
+        self.monitor = CollapseMonitor()
+        self._pending: torch.Tensor | None = None  # keys to enqueue after the optimizer step
+        self._last: torch.Tensor | None = None  # this step's anchors, detached, for the collapse watch
+
+    def loss(self, model: nn.Module | None, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of one batch from its views ``z`` ``(views, n, dim)`` (this process's rows).
+
+        ``model`` (for the objective's modules) and ``batch`` (view-major tokenized rows) are read only by
+        objectives with modules; the gradient cache passes neither.
+        """
+        inputs = StepInputs(
+            z, self.loss_fn, gather_with_grad, gather_no_grad, offset=rank_and_world()[0] * z.shape[1],
+            modules=objective_modules(model) if model is not None else None, state=self.state, batch=batch,
+        )  # fmt: skip
+        loss = self.spec.step(inputs)
+        self._last, self._pending = z[0].detach(), inputs.enqueue
+        return loss
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        """After ``optimizer.step()``: EMA update of the momentum encoder, then enqueue this step's keys."""
+        modules = objective_modules(model)
+        if modules is not None and modules.target is not None:
+            modules.target.update(getattr(model, "module", model).encoder)
+        if self._pending is not None:
+            self.state.enqueue(self._pending, gather_no_grad)  # type: ignore[union-attr]
+            self._pending = None
+
+    def collapse_metrics(self) -> dict[str, float]:
+        """``embedding_std``, ``batch_uniformity`` and ``collapsed`` (0/1) of the last batch's anchors (warns once).
+
+        Every process must call it at the same steps (it gathers the anchors of all processes).
+        """
+        if self._last is None or self._last.shape[0] < 2:
+            return {}
+        # the global batch's anchors, so the record does not depend on the number of processes
+        metrics = self.monitor.update(gather_no_grad(self._last).float())
+        # "uniformity" in a step's record is the dev set's (evaluation); this one is the batch's
+        return {
+            "embedding_std": metrics["embedding_std"],
+            "batch_uniformity": metrics["uniformity"],
+            "collapsed": metrics["collapsed"],
+        }
