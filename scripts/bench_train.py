@@ -73,7 +73,7 @@ def simcse_step(
     from simcse.train.data import BatchSchedule, load_training_views
     from simcse.train.model import build_model
     from simcse.train.objective import ObjectiveStep
-    from simcse.train.step import TrainStep, build_optimizer
+    from simcse.train.step import TrainStep, build_optimizer, to_device
 
     # pooler avg without a head: all-MiniLM-L6-v2's own mean pooling, as sentence-transformers runs it
     cfg = TrainConfig(
@@ -93,12 +93,16 @@ def simcse_step(
     train_step = TrainStep(accelerator, model, optimizer, cfg, objective)
     model.train()
 
+    every = cfg.logging_steps or (1 if accelerator.device.type == "cpu" else 10)  # the loop's default cadence
+    done = [0]
+
     def step(rows: Sequence[int]) -> None:
-        # the body of train()'s loop, less logging and evaluation
-        batch = {k: v.to(accelerator.device) for k, v in views.collate(rows).items()}
+        # the body of train()'s loop, less logging and evaluation: the outcome is read every `every` steps
+        done[0] += 1
+        batch = to_device(views.collate(rows), accelerator.device)
         with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=bf16):
-            outcome = train_step(batch)
-        if not outcome.finite:
+            outcome = train_step(batch, read=done[0] % every == 0)
+        if outcome is not None and not outcome.finite:
             raise FloatingPointError("non-finite loss")
         scheduler.step()
 
@@ -110,8 +114,13 @@ def adamw(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=3e-5, weight_decay=0.0, fused=True)
 
 
-def st_step(args: argparse.Namespace, batches: list[list[str]]) -> Callable[[int], None]:
-    """sentence-transformers' MNRL on (s, s) pairs, as its trainer runs a step."""
+def _autocast(args: argparse.Namespace, bf16: bool) -> Any:
+    return torch.autocast(args.device.split(":")[0], torch.bfloat16, enabled=bf16)
+
+
+def st_step(args: argparse.Namespace, batches: list[list[str]], bf16: bool = False) -> Callable[[int], None]:
+    """sentence-transformers' MNRL on (s, s) pairs, as its trainer runs a step (``bf16``: under bf16 autocast,
+    as its trainer's ``bf16=True`` does)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.util import batch_to_device
@@ -127,7 +136,8 @@ def st_step(args: argparse.Namespace, batches: list[list[str]]) -> Callable[[int
     def step(i: int) -> None:
         # the trainer's collator tokenizes each column of the (anchor, positive) dataset
         features = [batch_to_device(model.preprocess(batches[i]), args.device) for _ in range(2)]
-        loss = loss_fn(features, None)
+        with _autocast(args, bf16):
+            loss = loss_fn(features, None)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -137,7 +147,9 @@ def st_step(args: argparse.Namespace, batches: list[list[str]]) -> Callable[[int
     return step
 
 
-def bare_step(args: argparse.Namespace, batches: list[list[str]], group_rows: int = 0) -> Callable[[int], None]:
+def bare_step(
+    args: argparse.Namespace, batches: list[list[str]], group_rows: int = 0, bf16: bool = False
+) -> Callable[[int], None]:
     """The limit: a pre-tokenized forward over 2N rows, InfoNCE, backward, AdamW; nothing else.
 
     ``group_rows > 0``: the limit of length-grouped training: the 2N rows, sorted by length and cut
@@ -165,11 +177,12 @@ def bare_step(args: argparse.Namespace, batches: list[list[str]], group_rows: in
     def step(i: int) -> None:
         inverse, groups = prepared[i]
         pooled = []
-        for ids, mask in groups:
-            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state  # (rows, seq, hidden)
-            m = mask.unsqueeze(-1).to(hidden.dtype)  # (rows, seq, 1)
-            pooled.append((hidden * m).sum(1) / m.sum(1))  # (rows, hidden)
-        z = F.normalize(torch.cat(pooled)[inverse], dim=-1)  # (2n, hidden) in row order
+        with _autocast(args, bf16):
+            for ids, mask in groups:
+                hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state  # (rows, seq, hidden)
+                m = mask.unsqueeze(-1).to(hidden.dtype)  # (rows, seq, 1)
+                pooled.append((hidden * m).sum(1) / m.sum(1))  # (rows, hidden)
+        z = F.normalize(torch.cat(pooled)[inverse].float(), dim=-1)  # (2n, hidden) in row order
         n = z.shape[0] // 2
         logits = z[:n] @ z[n:].T / 0.05  # (n, n)
         F.cross_entropy(logits, torch.arange(n, device=logits.device)).backward()
@@ -200,9 +213,14 @@ def throughput(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     }
     if args.device == "cpu":  # where the loop's default groups rows by length
         steps["bare-grouped"] = bare_step(args, batches, CPU_LENGTH_GROUP_ROWS)
-    if args.bf16:
+    if args.bf16:  # every peer in bf16 too: a like-for-like comparison (on GPUs, the one that matters)
         bf16, _ = simcse_step(args, args.batch_size, 0, n_batches, bf16=True)
         steps["simcse-bf16"] = lambda i: bf16(rows(i))
+        steps["st-bf16"] = st_step(args, batches, bf16=True)
+        steps["bare-bf16"] = bare_step(args, batches, bf16=True)
+        if args.device != "cpu":  # the loop's length groups, off by default on GPUs: are they worth it there?
+            grouped, _ = simcse_step(args, args.batch_size, 0, n_batches, bf16=True, length_group_rows=32)
+            steps["simcse-bf16-grouped"] = lambda i: grouped(rows(i))
     for name, step in steps.items():
         for i in range(args.warmup):
             step(i)
@@ -286,16 +304,22 @@ def memory(args: argparse.Namespace) -> list[dict]:
     return results
 
 
-def report(args: argparse.Namespace, tput: dict | None, mem: list[dict] | None) -> None:
+def report(args: argparse.Namespace, tput: dict | None, mem: list[dict] | None) -> dict[str, Any]:
+    """Print the tables; return the medians and ratios (written to ``--json``)."""
+    summary: dict[str, Any] = {"device": args.device, "sent_per_s": {}, "ratios": {}, "memory": mem}
     print()
     if tput:
+        summary["sent_per_s"] = {name: statistics.median(v) for name, v in tput["wall"].items()}
         print(f"throughput (medians of {args.rounds} rounds x {args.steps} steps of batch {args.batch_size})")
         print(f"  {'':28s} {'sent/s':>8s} {'sent/CPU-s':>10s}")
         labels = {
             "simcse": "simcse (ours, defaults)",
             "simcse-1fwd": "simcse, length_group_rows 0",
             "simcse-bf16": "simcse, bf16 autocast",
+            "simcse-bf16-grouped": "simcse, bf16, length groups",
             "st": "sentence-transformers MNRL",
+            "st-bf16": "sentence-transformers, bf16",
+            "bare-bf16": "bare PyTorch, bf16",
             "bare": "bare PyTorch",
             "bare-grouped": "bare PyTorch, length groups",
         }
@@ -310,11 +334,15 @@ def report(args: argparse.Namespace, tput: dict | None, mem: list[dict] | None) 
             ("simcse-1fwd", "bare", "the same computation: our loop's overhead"),
             ("simcse-bf16", "simcse", "bf16 speed-up (STS effect: bench_encode.py, reports)"),
             ("simcse-bf16", "st", "bf16 ours vs fp32 sentence-transformers"),
+            ("simcse-bf16", "st-bf16", "both bf16: target >= 1.3 on a GPU"),
+            ("simcse-bf16", "bare-bf16", "both bf16: target >= 0.95 on a GPU"),
+            ("simcse-bf16-grouped", "simcse-bf16", "length groups on this device (> 1: worth turning on)"),
         ]
         for ours, peer, note in comparisons:
             if ours not in tput["wall"] or peer not in tput["wall"]:
                 continue
             ratios = [statistics.median(x / y for x, y in zip(tput[k][ours], tput[k][peer])) for k in ("wall", "cpu")]
+            summary["ratios"][f"{ours}/{peer}"] = ratios[0]
             print(
                 f"  {ours} / {peer}: {ratios[0]:.3f} (by CPU time {ratios[1]:.3f}; median of per-round ratios)  {note}"
             )
@@ -324,7 +352,9 @@ def report(args: argparse.Namespace, tput: dict | None, mem: list[dict] | None) 
         base, big = (64, 0), (512, args.chunk)
         if base in peak and big in peak:
             ratio = peak[big] / peak[base]
+            summary["ratios"]["memory-512-cache/64-plain"] = ratio
             print(f"peak memory, batch 512 with grad cache / batch 64 plain: {ratio:.2f} (target <= 1.5)")
+    return summary
 
 
 def main() -> None:
@@ -335,9 +365,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-seq-len", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (medians are reported)")
-    parser.add_argument("--steps", type=int, default=1, help="timed steps per configuration per round")
+    parser.add_argument(
+        "--steps", type=int, default=None,
+        help="timed steps per configuration per round (default: 1 on CPU, 50 on CUDA, where a step takes ~10 ms)",
+    )  # fmt: skip
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the medians and ratios as JSON")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per configuration first")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps per configuration first (default: 1 on CPU, 10 on CUDA)"
+    )
     parser.add_argument("--memory-batches", default="64,256,512", help="batch sizes for the memory part ('' skips)")
     parser.add_argument("--chunk", type=int, default=32, help="gradient-cache chunk (rows) for the memory part")
     parser.add_argument("--no-throughput", action="store_true", help="only the memory part")
@@ -345,6 +381,9 @@ def main() -> None:
     parser.add_argument("--memory-worker", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.model = args.model or default_model()
+    cuda = args.device.startswith("cuda")
+    args.steps = args.steps or (50 if cuda else 1)
+    args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
     args.memory_batches = [int(b) for b in args.memory_batches.split(",") if b]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -355,8 +394,11 @@ def main() -> None:
     started = time.perf_counter()
     tput = None if args.no_throughput else throughput(args)
     mem = memory(args) if args.memory_batches else None
-    report(args, tput, mem)
+    summary = report(args, tput, mem)
     print(f"total {time.perf_counter() - started:.0f} s")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -57,17 +57,6 @@ def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
-def refuse_data_parallel(num_processes: int) -> None:
-    """Refuse to train on one process while several GPUs are visible (no silent DataParallel)."""
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if num_processes == 1 and gpus > 1 and "LOCAL_RANK" not in os.environ:
-        raise RuntimeError(
-            f"{gpus} GPUs are visible but training runs in one process. Launch one process per GPU: "
-            f"`accelerate launch --multi_gpu --num_processes {gpus} training/train.py ...`, "
-            "or pick one GPU with CUDA_VISIBLE_DEVICES=0."
-        )
-
-
 def launched_on_cpu_only() -> bool:
     """True when a launcher started several processes (``WORLD_SIZE`` > 1) on a machine without GPUs.
 

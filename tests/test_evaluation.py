@@ -84,13 +84,14 @@ def test_alignment_equals_a_loop_over_positive_pairs(alpha: float) -> None:
 
 
 @pytest.mark.parametrize("t", [1.0, 2.0])
-def test_uniformity_equals_a_loop_over_distinct_pairs(t: float) -> None:
+@pytest.mark.parametrize("block", [None, 1, 7, 24])  # tiles of rows: any split gives every pair i < j once
+def test_uniformity_equals_a_loop_over_distinct_pairs(t: float, block: int | None) -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(size=(25, 5))
     units = [_unit(v) for v in x]
     terms = [math.exp(-t * _sq_dist(units[i], units[j])) for i in range(len(units)) for j in range(i + 1, len(units))]
     expected = math.log(sum(terms) / len(terms))
-    assert uniformity(torch.from_numpy(x).float(), t=t) == pytest.approx(expected, rel=1e-5)
+    assert uniformity(torch.from_numpy(x).float(), t=t, block=block) == pytest.approx(expected, rel=1e-7)
 
 
 def test_alignment_and_uniformity_extremes() -> None:

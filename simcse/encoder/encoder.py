@@ -15,6 +15,11 @@ from simcse.encoder.heads import DenseHead
 from simcse.encoder.pooling import Pooler, needs_hidden_states, pool, validate_pooler
 
 
+def default_device() -> torch.device:
+    """The first CUDA GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 class Encoder(nn.Module):
     """A sentence encoder: ``AutoModel`` -> :func:`simcse.encoder.pooling.pool` -> optional head.
 
@@ -60,6 +65,7 @@ class Encoder(nn.Module):
         pooler: Pooler | None = None,
         *,
         max_seq_length: int | None = None,
+        device: str | torch.device | None = None,
         **model_kwargs: Any,
     ) -> Encoder:
         """Load a folder saved by this project, a sentence-transformers model, or any HF encoder.
@@ -70,6 +76,8 @@ class Encoder(nn.Module):
             pooler: Pooling mode; defaults to the folder's own choice, else ``cls`` (which uses the
                 checkpoint's pooler layer as head when it has one, as SimCSE's evaluation does).
             max_seq_length: Truncation length for ``encode``; defaults to the folder's setting.
+            device: Where the model runs (``"cuda"``, ``"cuda:1"``, ``"cpu"``...); None picks the first
+                GPU when there is one, else the CPU (as sentence-transformers does).
             **model_kwargs: Passed to ``AutoModel.from_pretrained``.
         """
         from simcse.encoder.folder import load_parts
@@ -77,7 +85,8 @@ class Encoder(nn.Module):
         model, tokenizer, pooler, head, max_len, normalize = load_parts(
             name_or_path, pooler, max_seq_length=max_seq_length, **model_kwargs
         )
-        return cls(model, tokenizer, pooler, head, max_len, normalize)
+        encoder = cls(model, tokenizer, pooler, head, max_len, normalize)
+        return encoder.to(default_device() if device is None else device)
 
     # ------------------------------------------------------------------ forward
     @property

@@ -53,11 +53,28 @@ def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> float:
     return float((x - y).norm(dim=1).pow(alpha).mean())
 
 
-def uniformity(x: torch.Tensor, t: float = 2.0) -> float:
+def uniformity(
+    x: torch.Tensor, t: float = 2.0, device: str | torch.device | None = None, block: int | None = None
+) -> float:
     """Wang & Isola (2020) uniformity: ``log mean exp(-t ||f(x) - f(y)||^2)`` over distinct pairs.
 
-    Input is ``(n, dim)``, L2-normalised here; all ``n (n - 1) / 2`` pairs ``i < j`` are used.
+    Input is ``(n, dim)``, L2-normalised here; all ``n (n - 1) / 2`` pairs ``i < j`` are used. Computed
+    on ``device`` (default: ``x``'s, or the first GPU when there is one) in blocks of ``block`` rows
+    (default: tiles of about 32M pairs), never the ``n^2 / 2`` distances at once.
+    For unit vectors ``||a - b||^2 = 2 - 2 a.b``: each tile is a matrix product, float64 on the CPU
+    (exact to the last digit the report shows) and float32 on a GPU (1e-6 on the result).
     """
-    x = F.normalize(x.double(), dim=-1)
-    sq = torch.pdist(x, p=2).pow(2)  # (n (n-1) / 2,)
-    return float(torch.logsumexp(-t * sq, dim=0) - np.log(sq.numel()))
+    if device is None:
+        device = x.device if x.device.type != "cpu" or not torch.cuda.is_available() else torch.device("cuda")
+    dtype = torch.float64 if torch.device(device).type == "cpu" else torch.float32
+    x = F.normalize(x.to(device, dtype), dim=-1)
+    n = x.shape[0]
+    block = block or max(1, 2**25 // n)
+    parts = []
+    for start in range(0, n - 1, block):
+        rows = x[start : start + block]  # (b, dim)
+        sq = (2 - 2 * rows @ x[start + 1 :].T).clamp(min=0)  # (b, n - start - 1): pairs with later rows
+        col, row = torch.arange(start + 1, n, device=device), torch.arange(start, start + len(rows), device=device)
+        later = col[None, :] > row[:, None]  # (b, n - start - 1): each pair i < j once
+        parts.append(torch.logsumexp((-t * sq).masked_fill(~later, -torch.inf).flatten(), dim=0))
+    return float(torch.logsumexp(torch.stack(parts).double(), dim=0) - np.log(n * (n - 1) / 2))

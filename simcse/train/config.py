@@ -74,12 +74,20 @@ class TrainConfig:
         "forward the step's rows in length-sorted groups of N, each padded to its own longest (same embeddings, "
         "fewer padded tokens; 0: one forward padded to the batch's longest; None: 32 on CPU, 0 on GPU)",
     )
-    mixed_precision: Literal["no", "fp16", "bf16"] = _f("no", "mixed precision through Accelerate")
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = _f(
+        None, "autocast precision; None: the launcher's (`accelerate config`, ACCELERATE_MIXED_PRECISION), else no"
+    )
+    tf32: bool = _f(True, "allow TF32 matmuls on CUDA (Ampere and newer; ~1e-3 relative error, much faster fp32)")
     seed: int = _f(42, "random seed")
     # evaluation, checkpoints, logging
     eval_steps: int = _f(125, "score STS-B dev (and SICK-R dev) every N steps")
     eval_batch_size: int = _f(128, "batch size for evaluation encoding")
-    checkpoint_steps: int = _f(0, "write a resumable checkpoint every N steps (0: at every evaluation)")
+    checkpoint_steps: int = _f(
+        1000, "write a resumable checkpoint every N steps, and at the end and on SIGTERM (0: at every evaluation)"
+    )
+    logging_steps: int | None = _f(
+        None, "record loss and lr every N steps, the step's only host sync (None: 1 on CPU, 10 on GPU)"
+    )
     keep_last_n: int = _f(2, "resumable checkpoints kept")
     max_nonfinite_steps: int = _f(10, "stop after this many non-finite losses in a row")
     output_dir: str = _f("runs/simcse", "run directory (model, checkpoints, metrics, config)")
@@ -105,6 +113,7 @@ class TrainConfig:
             (self.train_file is not None or self.dataset_name is not None, "give train_file or dataset_name"),
             (self.keep_last_n >= 1, f"keep_last_n must be >= 1, got {self.keep_last_n}"),
             (self.checkpoint_steps >= 0, f"checkpoint_steps must be >= 0, got {self.checkpoint_steps}"),
+            (self.logging_steps is None or self.logging_steps >= 1, "logging_steps must be >= 1"),
             (self.max_nonfinite_steps >= 1, f"max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}"),
         ]
         for ok, message in checks:

@@ -17,7 +17,7 @@ import os
 import signal
 from typing import Any
 
-from simcse.distributed import all_agree, launched_on_cpu_only, refuse_data_parallel
+from simcse.distributed import all_agree, launched_on_cpu_only
 from simcse.evaluation.dev import DevEvaluator
 from simcse.train.card import CARD_FILE, finish_run, render_model_card
 from simcse.train.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
@@ -26,7 +26,7 @@ from simcse.train.data import BatchSchedule, load_training_views
 from simcse.train.model import build_model
 from simcse.train.objective import ObjectiveStep
 from simcse.train.run_dir import RunFolder, RunFolderBusy, RunLock, SaveError, save_together
-from simcse.train.step import TrainStep, build_optimizer
+from simcse.train.step import TrainStep, build_optimizer, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -74,35 +74,52 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
 
 
 def _accelerator(cfg: TrainConfig) -> Any:
-    """Accelerate's state for this run: the launcher's processes, the config's precision.
+    """Accelerate's state for this run: the launcher's processes, the launcher's or the config's precision.
 
-    ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone);
-    the scheduler is stepped once per global step (Accelerate would step it once per process).
+    ``mixed_precision`` None leaves the precision to ``accelerate config`` / ``ACCELERATE_MIXED_PRECISION``.
+    ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone); the
+    scheduler is stepped once per global step (Accelerate would step it once per process). Engines not
+    yet checked with this loop (FSDP, DeepSpeed) and bf16 on GPUs that only emulate it are refused.
     """
+    import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    # the precision is process-wide state in Accelerate: a second train() in one process (a notebook, a
+    # grid) with another precision would be refused; the launcher's process group (PartialState) stays
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir,
         cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False,
     )  # fmt: skip
-    refuse_data_parallel(accelerator.num_processes)
+    refuse_engine(str(accelerator.distributed_type))
+    cuda = accelerator.device.type == "cuda"
+    if cuda and accelerator.mixed_precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise ValueError(
+            f"{torch.cuda.get_device_name()} has no bf16 kernels (only an emulation, several times slower): "
+            "use mixed_precision: fp16"
+        )
+    if cuda and cfg.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     return accelerator
 
 
-def _accelerator(cfg: TrainConfig) -> Any:
-    """Accelerate's state for this run: the launcher's processes, the config's precision.
-
-    ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone);
-    the scheduler is stepped once per global step (Accelerate would step it once per process).
-    """
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir,
-        cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False,
-    )  # fmt: skip
-    refuse_data_parallel(accelerator.num_processes)
-    return accelerator
+def refuse_engine(distributed_type: str) -> None:
+    """Refuse, in one line, the scale-out engines this loop has not been checked with (see README, Scaling out)."""
+    name = distributed_type.rsplit(".", 1)[-1]
+    if name == "FSDP":
+        raise ValueError(
+            "FSDP (from `accelerate config`) is not supported yet: evaluation, best-model saving and checkpoints "
+            "have not been checked with sharded weights on GPUs. Use DDP (training/configs/accelerate/multi_gpu.yaml); "
+            "SimCSE encoders fit on one GPU, and grad_cache_chunk_size gives large batches in little memory"
+        )
+    if name == "DEEPSPEED":
+        raise ValueError(
+            "DeepSpeed (from `accelerate config`) is not supported yet: it has not been run with this loop on GPUs; "
+            "ZeRO-3 (it shards the parameters that evaluation and saving read whole) and DeepSpeed with "
+            "grad_cache_chunk_size (its engine would step on the cache's embeddings-only backward) will stay refused. "
+            "Use DDP (training/configs/accelerate/multi_gpu.yaml), with grad_cache_chunk_size for large batches"
+        )
 
 
 def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> dict[str, Any]:
@@ -120,6 +137,7 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
     if objective.state is not None:  # a queue / memory: saved and restored with every checkpoint
         accelerator.register_for_checkpointing(objective.state.to(accelerator.device))
     state: dict[str, Any] = {"step": 0, "best_metric": -math.inf, "best_step": -1, "nonfinite_skipped": 0}
+    state["mixed_precision"] = accelerator.mixed_precision  # the launcher's when the recipe leaves it unset
     if main:
         run.prepare(to_yaml(cfg))
     if resume and (restored := load_latest(accelerator, run.root)) is not None:
@@ -134,33 +152,44 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
     evaluator = DevEvaluator(cfg.data_dir, cfg.eval_batch_size) if main else None
     train_step, stop = TrainStep(accelerator, model, optimizer, cfg, objective), _Stop()
     progress = _progress(total, state["step"], main)
-    log_error: SaveError | None = None  # the main process's, shared with all at the next step's agreement
-    in_a_row = 0
+    every = cfg.logging_steps or (1 if accelerator.device.type == "cpu" else 10)
+    log_error: SaveError | None = None  # the main process's, shared with all at the next read
     model.train()
     for step in range(state["step"], total):
+        done = step + 1
         rows = schedule.rows(step, accelerator.process_index)
-        batch = {k: v.to(accelerator.device) for k, v in views.collate(rows).items()}
-        outcome = train_step(batch, stop=stop.requested or step + 1 == stop_after, failed=log_error is not None)
+        batch = to_device(views.collate(rows), accelerator.device)
+        evaluate = done % cfg.eval_steps == 0 or done == total
+        checkpoint = done % (cfg.checkpoint_steps or cfg.eval_steps) == 0 or done == total
+        watch = bool(cfg.collapse_check_steps) and done % cfg.collapse_check_steps == 0
+        # reading the step's outcome is its one host sync: every `every` steps, and where a decision needs it
+        read = done % every == 0 or evaluate or checkpoint or watch or done == stop_after
+        stopping = stop.requested or done == stop_after
+        outcome = train_step(batch, read=read, stop=stopping, failed=log_error is not None)
+        scheduler.step()
+        state["step"] = done
+        if outcome is None:
+            continue
         if outcome.failed:
             raise log_error or SaveError(f"{run.metrics}: the main process could not write the metrics")
-        in_a_row = _count_nonfinite(outcome.finite, in_a_row, state, step + 1, cfg.max_nonfinite_steps)
-        scheduler.step()
-        state["step"] = done = step + 1
+        _count_nonfinite(outcome, state, done, cfg.max_nonfinite_steps)
         record: dict[str, Any] = {"step": done, "loss": outcome.loss, "lr": scheduler.get_last_lr()[0]}
-        if cfg.collapse_check_steps and done % cfg.collapse_check_steps == 0:
+        if outcome.skipped:
+            record["skipped"] = outcome.skipped
+        if watch:
             record.update(objective.collapse_metrics())  # the global batch's spread; warns once on collapse
         # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
-        if done % cfg.eval_steps == 0 or done == total:
+        if evaluate:
             record.update(_evaluate(accelerator, model, evaluator, cfg, state, done))
         if main:
             try:
                 run.append_metrics(record)
             except SaveError as err:
                 log_error = err
-            _show(progress, record)
+            _show(progress, record, outcome.steps)
         if cfg.log_with:
             accelerator.log(record, step=done)
-        if done % (cfg.checkpoint_steps or cfg.eval_steps) == 0 or done == total or outcome.stop:
+        if checkpoint or outcome.stop:
             save_checkpoint(accelerator, run.root, done, state, cfg.keep_last_n)
         if outcome.stop:
             break
@@ -175,23 +204,28 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
     return state
 
 
-def _count_nonfinite(finite: bool, in_a_row: int, state: dict[str, Any], step: int, limit: int) -> int:
-    """Count a skipped update (every process skipped it); stop after ``limit`` in a row."""
-    if finite:
-        return 0
-    in_a_row, state["nonfinite_skipped"] = in_a_row + 1, state["nonfinite_skipped"] + 1
-    logger.warning("step %d: non-finite loss, update skipped (%d in a row)", step, in_a_row)
-    if in_a_row >= limit:
+def _count_nonfinite(outcome: Any, state: dict[str, Any], step: int, limit: int) -> None:
+    """Count the updates skipped since the last read (every process skipped them); stop after ``limit`` in a row."""
+    if not outcome.skipped:
+        return
+    state["nonfinite_skipped"] += outcome.skipped
+    if outcome.steps == 1:
+        logger.warning("step %d: non-finite loss, update skipped (%d in a row)", step, outcome.in_a_row)
+    else:
+        logger.warning(
+            "steps %d-%d: %d non-finite loss(es), updates skipped (at most %d in a row)",
+            step - outcome.steps + 1, step, outcome.skipped, outcome.in_a_row,
+        )  # fmt: skip
+    if outcome.in_a_row >= limit:
         raise FloatingPointError(
-            f"{in_a_row} non-finite losses in a row at step {step} (max_nonfinite_steps={limit}); "
+            f"{outcome.in_a_row} non-finite losses in a row at step {step} (max_nonfinite_steps={limit}); "
             "lower learning_rate, raise temperature, or check the data"
         )
-    return in_a_row
 
 
-def _show(progress: Any, record: dict[str, Any]) -> None:
+def _show(progress: Any, record: dict[str, Any], steps: int) -> None:
     dev = {"stsb_dev": f"{record['stsb_dev']:.2f}"} if "stsb_dev" in record else {}
-    progress.update(1)
+    progress.update(steps)
     progress.set_postfix(loss=f"{record['loss']:.4f}", **dev)
 
 

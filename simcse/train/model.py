@@ -117,7 +117,8 @@ def build_model(cfg: TrainConfig) -> ContrastiveModel:
             raise ValueError(f"{cfg.model_name_or_path}: config has none of {_DROPOUT_ATTRS}; cannot set dropout")
     # cfg.max_seq_len truncates training data only; the encoder keeps the model's own limit, so the
     # saved model and every evaluation see whole sentences, as the paper evaluates
-    encoder = Encoder.from_pretrained(name, pooler=cfg.pooler, **overrides)  # type: ignore[arg-type]
+    # on the CPU first: Accelerate moves it to this process's own device (cuda:LOCAL_RANK), not the first GPU
+    encoder = Encoder.from_pretrained(name, pooler=cfg.pooler, device="cpu", **overrides)  # type: ignore[arg-type]
     mlm_model = None
     if cfg.do_mlm:
         mlm_model = AutoModelForMaskedLM.from_pretrained(name, **overrides)

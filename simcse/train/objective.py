@@ -113,6 +113,11 @@ class ObjectiveStep:
         self._pending: torch.Tensor | None = None  # keys to enqueue after the optimizer step
         self._last: torch.Tensor | None = None  # this step's anchors, detached, for the collapse watch
 
+    @property
+    def updates_after(self) -> bool:
+        """Whether :meth:`after_step` changes state (a momentum encoder, a queue, a memory)."""
+        return self.spec.needs_momentum_encoder or self.spec.needs_queue or self.spec.needs_memory
+
     def loss(self, model: nn.Module | None, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss of one batch from its views ``z`` ``(views, n, dim)`` (this process's rows).
 

@@ -85,28 +85,39 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     return torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
 
 
-class StepOutcome(NamedTuple):
-    """What every process agreed on after a step's forward."""
+def to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
+    """The batch on ``device``; to a GPU from pinned memory without blocking (the CPU runs ahead)."""
+    if device.type == "cuda":
+        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.to(device) for k, v in batch.items()}
 
-    loss: float  # the mean over processes (NaN when any is not finite)
-    finite: bool  # every process's loss is finite (else no process updated)
+
+class StepOutcome(NamedTuple):
+    """What every process agreed on, read at a step that asks for it (covering the steps since the last read)."""
+
+    loss: float  # mean over processes and over the finite steps since the last read (NaN when none was)
+    steps: int  # steps since the last read, this one included
+    skipped: int  # of which were skipped on every process: some process's loss was not finite
+    in_a_row: int  # the longest run of skipped steps seen since the last read (runs continue across reads)
     stop: bool  # some process was asked to stop
     failed: bool  # some process reported a failure (e.g. it could not write the metrics)
 
-
-def agree_on_step(loss: torch.Tensor, stop: bool = False, failed: bool = False) -> StepOutcome:
-    """The step's one sum over processes, and its one host sync: the decisions every process takes alike."""
-    local = loss.detach().float().reshape(1)
-    finite = torch.isfinite(local)
-    flags = torch.tensor([float(stop), float(failed)], device=local.device)
-    total = sum_over_processes(torch.cat([torch.where(finite, local, 0.0), (~finite).float(), flags])).tolist()
-    nonfinite = total[1] > 0
-    mean = math.nan if nonfinite else total[0] / rank_and_world()[1]
-    return StepOutcome(mean, not nonfinite, total[2] > 0, total[3] > 0)
+    @property
+    def finite(self) -> bool:
+        """No step since the last read was skipped."""
+        return self.skipped == 0
 
 
 class TrainStep:
     """One optimizer step: forward over the views, the objective's loss, agreement, backward, clip, update.
+
+    The step needs no host sync: whether any process's loss is non-finite is summed over processes on
+    the device, and the fused AdamW skips its update on the device when it is (the protocol
+    ``torch.amp.GradScaler`` uses with such optimizers), so every process takes the same path and the CPU
+    runs ahead of the GPU. The loss, the skip counts and the stop/failure flags are read (one host sync,
+    one sum over processes) only at steps called with ``read=True``. Objectives that update a momentum
+    encoder or a queue after the step, and optimizers without on-device skipping, read the flag at every
+    step instead (one host sync).
 
     Args:
         accelerator: The run's ``accelerate.Accelerator`` (autocast, backward with loss scaling, clipping).
@@ -117,7 +128,8 @@ class TrainStep:
 
     Example:
         >>> step = TrainStep(accelerator, model, optimizer, cfg, objective)  # doctest: +SKIP
-        >>> outcome = step(batch)  # updated on every process, or (not outcome.finite) on none  # doctest: +SKIP
+        >>> step(batch, read=False)  # None: nothing read, no host sync  # doctest: +SKIP
+        >>> outcome = step(batch)  # the agreed mean loss, skips, stop flag  # doctest: +SKIP
     """
 
     def __init__(
@@ -128,22 +140,66 @@ class TrainStep:
         )  # fmt: skip
         self.tokenizer = accelerator.unwrap_model(model).encoder.tokenizer
         self.cache = make_grad_cache(cfg, accelerator, objective)  # None: one forward with graph over the batch
+        self._inner = getattr(optimizer, "optimizer", optimizer)  # under Accelerate's wrapper
+        self._skip_on_device = getattr(self._inner, "_step_supports_amp_scaling", False) and not objective.updates_after
+        self._reset()
+        self._run = torch.zeros((), device=accelerator.device)  # skipped steps in a row, across reads
 
-    def __call__(self, batch: dict[str, torch.Tensor], stop: bool = False, failed: bool = False) -> StepOutcome:
-        """Run the step on this process's rows ``batch``; ``stop``/``failed``: this process's flags to share."""
+    def _reset(self) -> None:
+        device = self.accelerator.device
+        self._loss_sum, self._finite_steps, self._skipped = (torch.zeros((), device=device) for _ in range(3))
+        self._worst, self._steps = torch.zeros((), device=device), 0
+
+    def __call__(
+        self, batch: dict[str, torch.Tensor], read: bool = True, stop: bool = False, failed: bool = False
+    ) -> StepOutcome | None:
+        """Run the step on this process's rows ``batch``; return the agreed outcome when ``read``, else None.
+
+        ``stop`` / ``failed``: this process's flags, shared with every process at the next read.
+        """
         acc, cfg = self.accelerator, self.cfg
         with acc.autocast():
             if self.cache is not None:
                 loss = self.cache.loss(self.model, batch)
             else:
                 loss = compute_loss(self.model, batch, cfg, self.tokenizer, self.objective)
-        # every process takes the same branch below: a process alone in DDP's all-reduce would wait for ever
-        outcome = agree_on_step(loss, stop, failed)
-        if outcome.finite and not outcome.failed:
-            (self.cache.backward if self.cache is not None else acc.backward)(loss)
-            if cfg.max_grad_norm > 0:
-                acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-            self.optimizer.step()
+        local = loss.detach().float().reshape(1)
+        # summed over processes on the device: every process skips the update together, no host sync
+        bad = sum_over_processes((~torch.isfinite(local)).float())[0] > 0
+        if self._skip_on_device:
+            self._update(loss, skip=bad)
+        elif not bad.item():  # the host decides: a momentum encoder / queue must not take this step's keys
+            self._update(loss, skip=None)
             self.objective.after_step(self.model)  # EMA of the momentum encoder, enqueue this step's keys
         self.optimizer.zero_grad(set_to_none=True)
-        return outcome
+        self._loss_sum += torch.where(bad, 0.0, local[0])
+        self._finite_steps += (~bad).float()
+        self._skipped += bad.float()
+        self._run = (self._run + 1) * bad.float()
+        self._worst = torch.maximum(self._worst, self._run)
+        self._steps += 1
+        return self._read(stop, failed) if read else None
+
+    def _update(self, loss: torch.Tensor, skip: torch.Tensor | None) -> None:
+        """Backward, clip and the optimizer step; ``skip`` (a device flag) cancels the step on the device."""
+        (self.cache.backward if self.cache is not None else self.accelerator.backward)(loss)
+        if self.cfg.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        if skip is not None:
+            self._inner.found_inf = skip.float()  # read by fused AdamW: no update, no state change when 1
+        try:
+            self.optimizer.step()
+        finally:
+            if skip is not None and hasattr(self._inner, "found_inf"):  # fp16: the GradScaler removed its own
+                del self._inner.found_inf
+
+    def _read(self, stop: bool, failed: bool) -> StepOutcome:
+        """The one host sync and sum over processes of a read step."""
+        flags = torch.tensor([float(stop), float(failed)], device=self._loss_sum.device)
+        summed = sum_over_processes(torch.cat([self._loss_sum.reshape(1), flags]))
+        local = torch.stack([self._finite_steps, self._skipped, self._worst])  # the same on every process
+        loss_sum, stops, failures, finite, skipped, worst = torch.cat([summed, local]).tolist()
+        steps = self._steps
+        self._reset()
+        mean = loss_sum / rank_and_world()[1] / finite if finite else math.nan
+        return StepOutcome(mean, steps, int(skipped), int(worst), stops > 0, failures > 0)

