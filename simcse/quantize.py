@@ -30,6 +30,7 @@ import torch
 
 Precision = Literal["int8", "binary"]
 PRECISIONS: tuple[str, ...] = ("float32", "int8", "binary")
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)  # set bits of each byte value
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -92,7 +93,8 @@ def quantize_binary(embeddings: np.ndarray) -> np.ndarray:
 def hamming_distances(query_bits: np.ndarray, corpus_bits: np.ndarray) -> np.ndarray:
     """Hamming distance between every packed query and corpus row: ``(n_queries, n_corpus)`` int32."""
     xor = np.bitwise_xor(query_bits[:, None, :], corpus_bits[None, :, :])  # (n_queries, n_corpus, bytes)
-    return np.bitwise_count(xor).sum(axis=-1, dtype=np.int32)  # (n_queries, n_corpus)
+    ones = np.bitwise_count(xor) if hasattr(np, "bitwise_count") else _POPCOUNT[xor]  # numpy < 2: a table
+    return ones.sum(axis=-1, dtype=np.int32)  # (n_queries, n_corpus)
 
 
 def _top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
