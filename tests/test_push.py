@@ -143,3 +143,11 @@ def test_push_to_hub_with_a_given_api(tmp_path) -> None:
         "config.json",
         "onnx/model.onnx",
     ]
+
+
+@pytest.mark.parametrize("command", ["push", "mine", "search", "encode"])
+def test_help_shows_an_example(command, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"examples:\n  simcse {command} " in capsys.readouterr().out

@@ -32,7 +32,7 @@ EPILOG = """examples:
   simcse train --config training/configs/demo_sup_minilm.yaml --train_file mined.csv
 
 filters (sentence-transformers' names): a candidate is kept if score + absolute_margin <= positive score,
-score <= positive score - |positive score| * relative_margin, and score <= max_score; then the first
+score <= positive score - |positive score| * relative_margin, and min_score <= score <= max_score; then the first
 range_min survivors are skipped and the next num_negatives kept, among the top range_max."""
 
 
