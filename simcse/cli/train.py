@@ -30,6 +30,7 @@ examples:
   simcse train --config training/configs/demo_unsup_minilm.yaml --output_dir runs/demo --resume
   simcse train --config training/configs/demo_unsup_minilm.yaml --max_steps 150 --test-tasks
   simcse train --config training/configs/demo_unsup_minilm.yaml --max_steps 150 --seeds 1 2 3
+  simcse train --config training/configs/demo_sup_minilm.yaml --push_to_hub me/simcse-minilm-nli  # private repo
   accelerate launch --multi_gpu --num_processes 4 training/train.py --config training/configs/sup_bert_base.yaml
 """
 
@@ -72,6 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
     tasks = list(args.test_tasks or TASKS) if args.test_tasks is not None or args.seeds else None
     for task in tasks or ():  # a typo or a missing file fails now, not after the training
         load_task(task, cfg.data_dir)
+    if cfg.push_to_hub:  # a missing token fails now, not after the training
+        _check_push(cfg.push_to_hub, bool(args.seeds))
     if args.seeds:
         return _run_seeds(cfg, args.seeds, args.resume, tasks or list(TASKS))
     state = train(cfg, resume=args.resume)
@@ -89,7 +92,22 @@ def run_train(args: argparse.Namespace) -> int:
 
         result = evaluate_run(cfg.output_dir, tasks, cfg.data_dir, cfg.eval_batch_size)
         print(f"STS test ({cfg.output_dir}/sts_test.json):\n{format_table(result)}")
+    if cfg.push_to_hub:
+        from simcse.publish import push_to_hub
+
+        print(f"pushed: {push_to_hub(f'{cfg.output_dir}/model', cfg.push_to_hub)} (private)")
     return 0
+
+
+def _check_push(repo_id: str, seeds: bool) -> None:
+    from simcse.cli.common import CommandError
+    from simcse.publish import get_token
+
+    if seeds:
+        raise CommandError("push_to_hub with --seeds: push the run you choose with simcse push <seed-dir>/model REPO")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise CommandError(f"push_to_hub {repo_id!r}: expected user/name or org/name")
+    get_token()
 
 
 def _run_seeds(cfg: TrainConfig, seeds: list[int], resume: bool, tasks: list[str]) -> int:

@@ -13,6 +13,7 @@ from torch import nn
 
 from simcse.encoder.heads import DenseHead
 from simcse.encoder.pooling import Pooler, needs_hidden_states, pool, validate_pooler
+from simcse.quantize import check_truncate_dim, truncate_embeddings
 
 
 def default_device() -> torch.device:
@@ -147,6 +148,7 @@ class Encoder(nn.Module):
         show_progress_bar: bool = False,
         use_head: bool = True,
         precision: Literal["fp32", "bf16"] = "fp32",
+        truncate_dim: int | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
         """Embed sentences into one float32 array, one row per input, in input order.
@@ -163,6 +165,8 @@ class Encoder(nn.Module):
             precision: ``bf16`` runs the model under bfloat16 autocast: faster where the hardware has
                 bf16 kernels (recent GPUs; CPUs with AVX512-BF16 or AMX), slightly different vectors
                 (see ``scripts/bench_encode.py``). The result is float32 either way.
+            truncate_dim: Keep the first N dimensions (Matryoshka-style), re-normalised if ``normalize``
+                (see :func:`simcse.quantize.truncate_embeddings`).
 
         Example:
             >>> vecs = encoder.encode(["a cat", "a dog"], normalize=True)  # doctest: +SKIP
@@ -176,6 +180,7 @@ class Encoder(nn.Module):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        check_truncate_dim(truncate_dim, self.dim)
         normalize = self.normalize if normalize is None else normalize
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         if items:
@@ -200,6 +205,8 @@ class Encoder(nn.Module):
                     emb = F.normalize(emb, dim=-1)
                 out[rows] = emb.cpu().numpy()
             self.train(was_training)
+        if truncate_dim is not None:
+            out = truncate_embeddings(out, truncate_dim, normalize=normalize)  # (n, truncate_dim)
         return out[0] if single else out
 
     def similarity(self, a: Sequence[str] | np.ndarray, b: Sequence[str] | np.ndarray) -> np.ndarray:

@@ -92,6 +92,9 @@ class TrainConfig:
     max_nonfinite_steps: int = _f(10, "stop after this many non-finite losses in a row")
     output_dir: str = _f("runs/simcse", "run directory (model, checkpoints, metrics, config)")
     log_with: str | None = _f(None, "Accelerate tracker, e.g. tensorboard")
+    push_to_hub: str | None = _f(
+        None, "after a successful run, upload the model folder to this Hugging Face repo (user/name, private)"
+    )
 
     def __post_init__(self) -> None:
         from simcse.encoder.pooling import validate_pooler
