@@ -106,7 +106,8 @@ def test_attention_and_hidden_dropout_settings(decoder_dirs, tmp_path):
     with pytest.raises(ValueError, match="llama has no hidden dropout"):
         build_model(cfg_for(decoder_dirs["llama"], tmp_path, hidden_dropout=0.1))
     gpt2 = build_model(cfg_for(decoder_dirs["gpt2"], tmp_path, hidden_dropout=0.2, attention_dropout=0.0)).encoder
-    assert (gpt2.model.config.resid_pdrop, gpt2.model.config.embd_pdrop, gpt2.model.config.attn_pdrop) == (0.2, 0.2, 0.0)
+    config = gpt2.model.config
+    assert (config.resid_pdrop, config.embd_pdrop, config.attn_pdrop) == (0.2, 0.2, 0.0)
     # attention dropout makes two forwards of one sentence differ (the unsupervised views)
     enc = build_model(cfg_for(decoder_dirs["llama"], tmp_path, attention_dropout=0.3)).encoder.train()
     batch = enc.collate(enc.tokenize(SENTENCES * 2), range(6))

@@ -41,7 +41,8 @@ def dropout_overrides(
         out = {a: dropout for a in (*ATTENTION_DROPOUT, *HIDDEN_DROPOUT) if hasattr(hf_config, a)}
         if not out:
             raise ValueError(f"{source}: {model_type} config has none of {ATTENTION_DROPOUT + HIDDEN_DROPOUT}")
-    for rate, attrs, kind in ((attention_dropout, ATTENTION_DROPOUT, "attention"), (hidden_dropout, HIDDEN_DROPOUT, "hidden")):
+    kinds = ((attention_dropout, ATTENTION_DROPOUT, "attention"), (hidden_dropout, HIDDEN_DROPOUT, "hidden"))
+    for rate, attrs, kind in kinds:
         if rate is None:
             continue
         found = [a for a in attrs if hasattr(hf_config, a)]

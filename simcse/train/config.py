@@ -33,13 +33,13 @@ class TrainConfig:
     dropout: float | None = _f(None, "override hidden and attention dropout (None keeps the model's)")
     same_dropout_mask: bool = _f(False, "ablation: both views share one dropout mask (paper Table 3, 'fixed')")
     attention_dropout: float | None = _f(None, "override the attention dropout only (llm2vec: 0.3 on Llama/Mistral)")
-    hidden_dropout: float | None = _f(None, "override the hidden (residual) dropout only; an error where the model has none")
+    hidden_dropout: float | None = _f(None, "override the hidden (residual) dropout only; error where there is none")
     # decoder backbones, LoRA, prompts (simcse/encoder/decoder.py, lora.py, prompts.py)
     attention: Literal["model", "bidirectional"] = _f(
         "model", "model: the architecture's own attention; bidirectional: a decoder without its causal mask (llm2vec)"
     )
     add_eos: bool = _f(False, "make the tokenizer append its EOS token (last_token pooling reads it; E5-mistral)")
-    model_dtype: Literal["float32", "bfloat16"] = _f("float32", "dtype of the backbone's weights (bfloat16 for 7B on one GPU)")
+    model_dtype: Literal["float32", "bfloat16"] = _f("float32", "backbone weight dtype (bfloat16: 7B on a GPU)")
     lora_r: int = _f(0, "LoRA rank (0: train every weight; > 0: train LoRA adapters and the head only)")
     lora_alpha: float = _f(32.0, "LoRA scale numerator: the update is (lora_alpha / lora_r) B A")
     lora_dropout: float = _f(0.05, "dropout on the LoRA adapters' input")
@@ -244,7 +244,7 @@ def _mapping(value: Any) -> dict[str, str]:
         try:
             value = json.loads(value)
         except ValueError:
-            raise ValueError('expected a mapping (on the command line a JSON object: \'{"sent0": "Query: "}\')') from None
+            raise ValueError("expected a mapping (on the command line a JSON object: '{\"sent0\": \"Q: \"}')") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ValueError("expected a mapping of column name to prompt text")
     return dict(value)
