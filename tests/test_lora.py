@@ -15,11 +15,10 @@ from simcse.train.data import load_training_views
 from simcse.train.model import build_model
 from simcse.train.step import build_optimizer, compute_loss
 from tests.decoders import build_tiny_decoder_dir
-from tests.test_grad_cache import cached, same_masks_reference
+from tests.test_grad_cache import SEED, cached, grads_after, plain, same_masks_reference
 from tests.test_training import cfg_for, write_corpus, write_triplets
 
 SENTENCES = ["a man is playing the guitar", "the dog runs in the park", "a woman eats bread"]
-SEED = 1234
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +43,6 @@ def lora_setup(model_dir, data, tmp_path, mode="unsup", **kw):
     model = build_model(cfg).train()
     batch = load_training_views(cfg, model.encoder.tokenizer, verbose=False).collate(list(range(8)))
     return cfg, model, batch
-
-
-def grads_after(model, run):
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(SEED)
-    loss = run()
-    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
-def plain(model, batch, cfg):
-    loss = compute_loss(model, batch, cfg, model.encoder.tokenizer)
-    loss.backward()
-    return loss
 
 
 def assert_same_grads(a, b, atol=1e-6):

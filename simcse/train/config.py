@@ -244,7 +244,7 @@ def _mapping(value: Any) -> dict[str, str]:
         try:
             value = json.loads(value)
         except ValueError:
-            raise ValueError("expected a mapping (on the command line a JSON object: '{\"sent0\": \"Q: \"}')") from None
+            raise ValueError('expected a mapping (on the command line a JSON object: \'{"sent0": "Q: "}\')') from None
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ValueError("expected a mapping of column name to prompt text")
     return dict(value)
