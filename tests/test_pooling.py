@@ -32,8 +32,11 @@ def hand_pool(mode: str, mask: torch.Tensor, hidden: tuple[torch.Tensor, ...], h
     if mode == "cls":  # the checkpoint's pooler (Linear + Tanh) on the first token
         w, bias = hf_pooler.dense.weight.double(), hf_pooler.dense.bias.double()
         return torch.stack([torch.tanh(w @ last[b, 0].double() + bias) for b in range(last.shape[0])])
-    if mode == "avg":
+    if mode in ("avg", "mean"):
         return _mean_over_tokens(last, mask)
+    if mode == "last_token":  # the last position whose mask is 1
+        return torch.stack([last[b, max(t for t in range(last.shape[1]) if mask[b, t])].double()
+                            for b in range(last.shape[0])])  # fmt: skip
     if mode == "avg_top2":
         return _mean_over_tokens((hidden[-1] + hidden[-2]) / 2, mask)
     if mode == "avg_first_last":
@@ -41,7 +44,7 @@ def hand_pool(mode: str, mask: torch.Tensor, hidden: tuple[torch.Tensor, ...], h
     raise AssertionError(mode)
 
 
-HAND_MODES = ("cls", "cls_before_pooler", "avg", "avg_top2", "avg_first_last")
+HAND_MODES = ("cls", "cls_before_pooler", "avg", "avg_top2", "avg_first_last", "mean", "last_token")
 
 
 def test_every_registered_pooler_has_a_hand_computation() -> None:
@@ -101,4 +104,4 @@ def test_layer_modes_need_hidden_states_and_unknown_mode_fails() -> None:
     with pytest.raises(ValueError, match="unknown pooler"):
         pool("max", mask, states, (states, states))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown pooler"):
-        validate_pooler("mean")
+        validate_pooler("max")

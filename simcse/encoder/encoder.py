@@ -13,6 +13,7 @@ from torch import nn
 
 from simcse.encoder.heads import DenseHead
 from simcse.encoder.pooling import Pooler, needs_hidden_states, pool, validate_pooler
+from simcse.encoder.prompts import PROMPT_MASK, PromptSettings, read_prompt_settings, tokenize_with_prompt
 from simcse.quantize import check_truncate_dim, truncate_embeddings
 
 
@@ -42,6 +43,7 @@ class Encoder(nn.Module):
         head: DenseHead | None = None,
         max_seq_length: int = 512,
         normalize: bool = False,
+        prompts: PromptSettings | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -50,6 +52,7 @@ class Encoder(nn.Module):
         self.head = head
         self.max_seq_length = max_seq_length
         self.normalize = normalize
+        self.prompts = prompts or PromptSettings()  # see simcse.encoder.prompts
         # The model's own pooler is unused (its weights live in `head` when wanted); keeping it out of
         # the module tree avoids "unused parameters" under DistributedDataParallel. It is put back
         # only to write a checkpoint that AutoModel reads with the head in `pooler_output`.
@@ -86,7 +89,7 @@ class Encoder(nn.Module):
         model, tokenizer, pooler, head, max_len, normalize = load_parts(
             name_or_path, pooler, max_seq_length=max_seq_length, **model_kwargs
         )
-        encoder = cls(model, tokenizer, pooler, head, max_len, normalize)
+        encoder = cls(model, tokenizer, pooler, head, max_len, normalize, read_prompt_settings(name_or_path))
         return encoder.to(default_device() if device is None else device)
 
     # ------------------------------------------------------------------ forward
@@ -105,20 +108,24 @@ class Encoder(nn.Module):
     def forward(self, use_head: bool = True, **batch: torch.Tensor) -> torch.Tensor:
         """Embed a tokenized batch: ``(batch, seq)`` tensors -> ``(batch, dim)``.
 
-        ``use_head=False`` skips the head (SimCSE's ``mlp_only_train`` at evaluation time).
+        ``use_head=False`` skips the head (SimCSE's ``mlp_only_train`` at evaluation time). A
+        ``prompt_mask`` entry (1 on prompt tokens) removes those tokens from the pooling only.
         """
+        prompt_mask = batch.pop(PROMPT_MASK, None)
         out = self.model(**batch, output_hidden_states=needs_hidden_states(self.pooler), return_dict=True)
-        pooled = pool(self.pooler, batch["attention_mask"], out.last_hidden_state, out.hidden_states)
+        mask = batch["attention_mask"] if prompt_mask is None else batch["attention_mask"] * (1 - prompt_mask)
+        pooled = pool(self.pooler, mask, out.last_hidden_state, out.hidden_states)
         if use_head and self.head is not None and self.pooler != "cls_before_pooler":
             pooled = self.head(pooled)  # (batch, dim)
         return pooled
 
-    def tokenize(self, sentences: Sequence[str], max_length: int | None = None) -> dict[str, list[list[int]]]:
-        """Tokenize without padding (truncated at ``max_length``, default ``max_seq_length``)."""
-        enc = self.tokenizer(
-            list(sentences), truncation=True, max_length=max_length or self.max_seq_length, padding=False
-        )
-        return {k: enc[k] for k in self.tokenizer.model_input_names if k in enc}
+    def tokenize(
+        self, sentences: Sequence[str], max_length: int | None = None, prompt: str | None = None
+    ) -> dict[str, list[list[int]]]:
+        """Tokenize ``prompt + sentence`` without padding (truncated at ``max_length``, default
+        ``max_seq_length``); with a prompt and ``include_prompt`` off, a ``prompt_mask`` feature too."""
+        length = max_length or self.max_seq_length
+        return tokenize_with_prompt(self.tokenizer, sentences, prompt, length, self.prompts.include_prompt)
 
     def collate(self, features: dict[str, list[list[int]]], rows: Sequence[int]) -> dict[str, torch.Tensor]:
         """Pad the given rows of pre-tokenized ``features`` to their longest length (right padding)."""
@@ -149,6 +156,8 @@ class Encoder(nn.Module):
         use_head: bool = True,
         precision: Literal["fp32", "bf16"] = "fp32",
         truncate_dim: int | None = None,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
         """Embed sentences into one float32 array, one row per input, in input order.
@@ -167,9 +176,14 @@ class Encoder(nn.Module):
                 (see ``scripts/bench_encode.py``). The result is float32 either way.
             truncate_dim: Keep the first N dimensions (Matryoshka-style), re-normalised if ``normalize``
                 (see :func:`simcse.quantize.truncate_embeddings`).
+            prompt: Text put before every sentence (an instruction); its tokens are pooled unless
+                the model's ``include_prompt`` is off.
+            prompt_name: A key of the model's saved prompts (e.g. ``query``, ``document``); without
+                ``prompt`` or ``prompt_name`` the model's ``default_prompt_name`` applies, if any.
 
         Example:
             >>> vecs = encoder.encode(["a cat", "a dog"], normalize=True)  # doctest: +SKIP
+            >>> q = encoder.encode(["how do cats sleep?"], prompt_name="query")  # doctest: +SKIP
         """
         single = isinstance(sentences, str)
         items = [sentences] if single else list(sentences)
@@ -184,7 +198,7 @@ class Encoder(nn.Module):
         normalize = self.normalize if normalize is None else normalize
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         if items:
-            features = self.tokenize(items)
+            features = self.tokenize(items, prompt=self.prompts.resolve(prompt, prompt_name))
             # longest first: a too-large batch fails at once, not at the end
             order = np.argsort([-len(x) for x in features["input_ids"]], kind="stable")
             was_training = self.training

@@ -16,7 +16,9 @@ from torch import nn
 from simcse.encoder.checks import check_loading_info, check_model_path, check_transformer_folder
 from simcse.encoder.heads import DenseHead, head_from_hf_pooler
 from simcse.encoder.hub import resolve_file, resolve_model_name
+from simcse.encoder.lora import ADAPTER_FOLDER, is_lora, save_adapter, save_merged
 from simcse.encoder.pooling import Pooler, validate_pooler
+from simcse.encoder.prompts import write_prompt_settings
 from simcse.encoder.st_format import read_st_layout, write_st_layout
 from simcse.io import atomic_dir
 
@@ -89,7 +91,7 @@ def save_folder(
                 hf_pooler.dense.load_state_dict(head.dense.state_dict())
             encoder.model.pooler = hf_pooler  # saved so the checkpoint loads without missing keys
         try:
-            encoder.model.save_pretrained(tmp)
+            _save_backbone(encoder.model, tmp)
         finally:
             if hf_pooler is not None:
                 encoder.model.pooler = None
@@ -110,16 +112,29 @@ def save_folder(
             "head": head_cfg,
             "max_seq_length": encoder.max_seq_length,
             "normalize": encoder.normalize,
+            "include_prompt": encoder.prompts.include_prompt,
             "format_version": 1,
         }
         with open(os.path.join(tmp, SIMCSE_CONFIG), "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=2)
         hidden = int(encoder.model.config.hidden_size)
-        if not write_st_layout(tmp, pooler, hidden, head, encoder.max_seq_length, encoder.normalize):
+        if encoder.prompts.prompts:
+            write_prompt_settings(tmp, encoder.prompts)
+        st_args = (encoder.max_seq_length, encoder.normalize, encoder.prompts.include_prompt)
+        if not write_st_layout(tmp, pooler, hidden, head, *st_args):
             logger.warning("pooler %s has no sentence-transformers equivalent; no modules.json written", pooler)
         for name, text in (extra_files or {}).items():
             with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
                 f.write(text)
+
+
+def _save_backbone(model: nn.Module, path: str) -> None:
+    """The transformer's weights; a LoRA model's merged, with its adapter alone in ``adapter/``."""
+    if not is_lora(model):
+        model.save_pretrained(path)
+        return
+    save_merged(model, path)
+    save_adapter(model, os.path.join(path, ADAPTER_FOLDER))
 
 
 def _read_own_config(path: str) -> dict[str, Any]:

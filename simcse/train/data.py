@@ -12,6 +12,7 @@ import torch
 
 from simcse.data_dir import data_path
 from simcse.train.config import TrainConfig
+from simcse.train.prompts import tokenize_prompted_views
 from simcse.train.readers import (
     MAX_LINE_CHARS,
     DataError,
@@ -61,7 +62,7 @@ def load_training_views(cfg: TrainConfig, tokenizer: Any, verbose: bool = True) 
         views = [[r[v] for r in rows] for v in range(needed)]
     if verbose:
         logger.info("%s: %d training examples (%s)", source, len(rows), cfg.mode)
-    tokenized = tokenize_views(tokenizer, views, cfg.max_seq_len)
+    tokenized = tokenize_prompted_views(tokenizer, views, columns, cfg)  # tokenize_views, with cfg's prompts
     tokenized.report = report.counts()
     return tokenized
 

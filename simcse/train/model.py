@@ -16,9 +16,6 @@ from simcse.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-# dropout settings of common encoder configs (BERT, RoBERTa, MiniLM, ELECTRA / DistilBERT)
-_DROPOUT_ATTRS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
-
 
 def new_mlp_head(hidden_size: int, std: float = 0.02) -> DenseHead:
     """SimCSE's MLP (Linear + Tanh), newly initialised like BERT's layers (normal(0, std), zero bias)."""
@@ -103,18 +100,18 @@ class ContrastiveModel(nn.Module):
 
 
 def build_model(cfg: TrainConfig) -> ContrastiveModel:
-    """Load the encoder named in ``cfg``, attach a fresh MLP head for ``cls`` pooling and the objective's modules."""
-    from transformers import AutoConfig, AutoModelForMaskedLM
+    """Load the encoder named in ``cfg``, attach a fresh MLP head for ``cls`` pooling and the objective's modules.
 
+    Decoder settings (dropout by kind, bidirectional attention, EOS, prompts, gradient checkpointing,
+    LoRA) come from :mod:`simcse.train.llm`.
+    """
+    from transformers import AutoModelForMaskedLM
+
+    from simcse.train.llm import adapt_encoder, backbone_kwargs
     from simcse.train.objective import build_objective_modules
 
     name = resolve_model_name(cfg.model_name_or_path)
-    overrides = {}
-    if cfg.dropout is not None:
-        hf_config = AutoConfig.from_pretrained(name)
-        overrides = {a: cfg.dropout for a in _DROPOUT_ATTRS if hasattr(hf_config, a)}
-        if not overrides:
-            raise ValueError(f"{cfg.model_name_or_path}: config has none of {_DROPOUT_ATTRS}; cannot set dropout")
+    overrides = backbone_kwargs(cfg, name)
     # cfg.max_seq_len truncates training data only; the encoder keeps the model's own limit, so the
     # saved model and every evaluation see whole sentences, as the paper evaluates
     # on the CPU first: Accelerate moves it to this process's own device (cuda:LOCAL_RANK), not the first GPU
@@ -127,6 +124,7 @@ def build_model(cfg: TrainConfig) -> ContrastiveModel:
     if cfg.pooler == "cls":
         # the paper's MLP is new, not the checkpoint's NSP pooler
         encoder.head = new_mlp_head(int(encoder.model.config.hidden_size))
+    adapt_encoder(encoder, cfg)
     # built last: a momentum encoder copies the encoder with its head
     return ContrastiveModel(encoder, mlm_model, build_objective_modules(cfg, encoder))
 
