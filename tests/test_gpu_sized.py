@@ -158,3 +158,26 @@ def test_encoder_runs_where_it_is_told_and_defaults_to_a_gpu(tiny_model_dir, mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert default_device() == torch.device("cpu")
     assert Encoder.from_pretrained(tiny_model_dir).device.type == "cpu"
+
+
+@pytest.mark.parametrize("kw", [{"do_mlm": True}, {"objective": "byol"}, {"objective": "simsiam"}])
+def test_every_module_the_loss_uses_runs_inside_the_models_forward(tiny_model_dir, corpus, tmp_path,
+                                                                   small_dev_data, kw):  # fmt: skip
+    """DDP synchronises what runs inside the wrapped model's forward: the MLM head and the predictor must too."""
+    from simcse.train.data import load_training_views
+    from simcse.train.model import build_model
+    from simcse.train.step import compute_loss
+
+    cfg = config(tiny_model_dir, corpus, tmp_path, small_dev_data, **kw)
+    model = build_model(cfg).train()
+    batch = load_training_views(cfg, model.encoder.tokenizer, verbose=False).collate(range(8))
+    inside, calls = [False], []
+    model.register_forward_pre_hook(lambda m, a: inside.__setitem__(0, True))
+    model.register_forward_hook(lambda m, a, o: inside.__setitem__(0, False))
+    watched = [m for m in (model.mlm_model, getattr(model.objective, "predictor", None)) if m is not None]
+    assert watched
+    for module in watched:
+        module.register_forward_hook(lambda m, a, o: calls.append(inside[0]))
+    loss = compute_loss(model, batch, cfg, model.encoder.tokenizer, ObjectiveStep(cfg, model.encoder.dim))
+    loss.backward()
+    assert calls and all(calls), calls

@@ -96,6 +96,8 @@ def simsiam_loss(predictions: torch.Tensor, projections: torch.Tensor) -> torch.
 
 def _predictions(x: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
     online = x.z.transpose(0, 1)  # (n, 2, dim)
+    if x.predictions is not None:  # computed in the model's forward (so DDP sees the predictor)
+        return x.predictions.transpose(0, 1), online  # (n, 2, dim) x 2
     predictor = x.modules.predictor if x.modules is not None else None
     return (predictor(online) if predictor is not None else online), online  # (n, 2, dim) x 2
 

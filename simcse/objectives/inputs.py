@@ -27,6 +27,8 @@ class StepInputs:
         modules: The model's objective modules (``predictor``, ``prototypes``, ``target``), or None.
         state: The objective's queue or memory, or None.
         batch: The step's tokenized rows, view-major (read by a momentum encoder).
+        predictions: The predictor's output of every view ``(views, n, dim)``, computed in the model's
+            forward (BYOL / SimSiam); None: the step function calls ``modules.predictor`` itself.
         enqueue: Set by the step function: keys to add to :attr:`state` after the optimizer step.
     """
 
@@ -38,6 +40,7 @@ class StepInputs:
     modules: Any = None
     state: Any = None
     batch: dict[str, torch.Tensor] = field(default_factory=dict)
+    predictions: torch.Tensor | None = None
     enqueue: torch.Tensor | None = None
 
     @property

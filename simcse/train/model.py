@@ -85,13 +85,31 @@ class ContrastiveModel(nn.Module):
         self.mlm_model = mlm_model
         self.objective = objective
 
-    def forward(self, group_rows: int = 0, **batch: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        group_rows: int = 0,
+        mlm: dict[str, torch.Tensor] | None = None,
+        predict: bool = False,
+        **batch: torch.Tensor,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Embed a tokenized batch of ``rows`` sentences -> ``(rows, dim)``, with the head.
 
         ``group_rows > 0`` runs the encoder on length-sorted groups of rows (:func:`grouped_forward`)
-        inside this one call, so that a DDP wrapper sees a single forward per step.
+        inside this one call, so that a DDP wrapper sees a single forward per step. Every other module a
+        step's loss uses runs in this call too, so that DDP sees it: with ``mlm`` (masked ``input_ids``,
+        ``labels``...) the MLM loss, with ``predict`` the objective's predictor on the embeddings; then
+        the result is ``(embeddings, {"mlm_loss": ..., "predictions": (rows, dim)})``.
         """
-        return grouped_forward(functools.partial(self.encoder, use_head=True), batch, group_rows)
+        z = grouped_forward(functools.partial(self.encoder, use_head=True), batch, group_rows)  # (rows, dim)
+        if mlm is None and not predict:
+            return z
+        extras = {}
+        if mlm is not None:
+            extras["mlm_loss"] = self.mlm_loss(**mlm)
+        predictor = getattr(self.objective, "predictor", None)
+        if predict and predictor is not None:
+            extras["predictions"] = predictor(z)  # (rows, dim)
+        return z, extras
 
     def mlm_loss(self, **batch: torch.Tensor) -> torch.Tensor:
         """Masked-language-modelling loss of a batch holding ``labels`` (-100 = not masked)."""

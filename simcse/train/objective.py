@@ -118,15 +118,23 @@ class ObjectiveStep:
         """Whether :meth:`after_step` changes state (a momentum encoder, a queue, a memory)."""
         return self.spec.needs_momentum_encoder or self.spec.needs_queue or self.spec.needs_memory
 
-    def loss(self, model: nn.Module | None, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self,
+        model: nn.Module | None,
+        z: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        predictions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The loss of one batch from its views ``z`` ``(views, n, dim)`` (this process's rows).
 
         ``model`` (for the objective's modules) and ``batch`` (view-major tokenized rows) are read only by
-        objectives with modules; the gradient cache passes neither.
+        objectives with modules; the gradient cache passes neither. ``predictions``: the predictor's output
+        of every view ``(views, n, dim)`` from the model's forward (BYOL / SimSiam).
         """
         inputs = StepInputs(
             z, self.loss_fn, gather_with_grad, gather_no_grad, offset=rank_and_world()[0] * z.shape[1],
             modules=objective_modules(model) if model is not None else None, state=self.state, batch=batch,
+            predictions=predictions,
         )  # fmt: skip
         loss = self.spec.step(inputs)
         self._last, self._pending = z[0].detach(), inputs.enqueue

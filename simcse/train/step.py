@@ -20,7 +20,9 @@ from simcse.train.model import length_group_rows, mask_tokens
 from simcse.train.objective import ObjectiveStep
 
 
-def embed_views(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
+def embed_views(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConfig, extras: dict | None = None, **extra: Any
+) -> torch.Tensor:
     """Every view of the batch in one step's forward -> ``(views, batch, dim)``.
 
     Unsupervised rows hold each sentence twice, so the two copies get different dropout masks. The
@@ -28,14 +30,22 @@ def embed_views(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: Tra
     length-sorted groups of it inside the model's one forward call (the same embeddings with less
     padding; see :func:`simcse.train.model.grouped_forward`).
     ``same_dropout_mask`` (an ablation) forwards the first view once and uses it for both.
+    ``extra`` (``mlm=...``, ``predict=True``) asks the same forward call for more outputs, written into
+    ``extras`` (predictions arranged like the views).
     """
     views = cfg.num_views
     group = length_group_rows(cfg, batch["input_ids"].device)
+    rows = batch if not cfg.same_dropout_mask else {k: v[: v.shape[0] // views] for k, v in batch.items()}
+    out = model(**rows, group_rows=group, **extra)
+    z, more = out if isinstance(out, tuple) else (out, {})  # (rows, dim), {name: ...}
+    if extras is not None:
+        extras.update(more)
     if cfg.same_dropout_mask:
-        first = {k: v[: v.shape[0] // views] for k, v in batch.items()}
-        z = model(**first, group_rows=group)  # (batch, dim)
+        if "predictions" in more:
+            extras["predictions"] = torch.stack([more["predictions"]] * views)  # type: ignore[index]
         return torch.stack([z] * views)  # (views, batch, dim)
-    z = model(**batch, group_rows=group)  # (views * batch, dim)
+    if "predictions" in more and extras is not None:
+        extras["predictions"] = more["predictions"].view(views, -1, z.shape[-1])  # (views, batch, dim)
     return z.view(views, -1, z.shape[-1])  # (views, batch, dim)
 
 
@@ -45,19 +55,28 @@ def compute_loss(
     """The full training loss of one batch (``cfg.objective``, plus the weighted MLM loss if enabled).
 
     ``objective`` carries the objective's state across steps (queue, collapse watch); None builds a
-    fresh one, which suits stateless objectives (a queue would start empty).
+    fresh one, which suits stateless objectives (a queue would start empty). The MLM loss and the
+    objective's predictor run inside the model's forward call, so DDP sees every module the loss uses.
     """
-    z = embed_views(model, batch, cfg)  # (views, batch, dim)
-    loss = (objective or ObjectiveStep(cfg, z.shape[-1])).loss(model, z, batch)
+    extra: dict[str, Any] = {}
     if cfg.do_mlm:
-        special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids, device=loss.device))
+        device = batch["input_ids"].device
+        special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids, device=device))
         masked, labels = mask_tokens(
             batch["input_ids"], special | (batch["attention_mask"] == 0), tokenizer.mask_token_id,
             len(tokenizer), cfg.mlm_probability,
         )  # fmt: skip
-        mlm_batch = {**batch, "input_ids": masked, "labels": labels}
-        inner = model.module if hasattr(model, "module") else model
-        loss = loss + cfg.mlm_weight * inner.mlm_loss(**mlm_batch)
+        extra["mlm"] = {**batch, "input_ids": masked, "labels": labels}
+    from simcse.objectives import OBJECTIVES
+
+    if OBJECTIVES[cfg.objective].needs_predictor:
+        extra["predict"] = True
+    extras: dict[str, torch.Tensor] = {}
+    z = embed_views(model, batch, cfg, extras, **extra)  # (views, batch, dim)
+    step = objective or ObjectiveStep(cfg, z.shape[-1])
+    loss = step.loss(model, z, batch, predictions=extras.get("predictions"))
+    if cfg.do_mlm:
+        loss = loss + cfg.mlm_weight * extras["mlm_loss"]
     return loss
 
 
