@@ -1,0 +1,85 @@
+"""The prepared GPU check, as far as a CPU machine can run it: the pack, the summary format, the CUDA tests.
+
+On the GPU machine ``bash scripts/gpu_check.sh run`` runs ``tests/test_gpu.py`` and the benchmarks; here
+the pack is built from ../shared (small options), the CHECK lines and junit parsing are exercised, and
+the CUDA tests are collected and skipped (no test of theirs may be missing or broken at import).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(REPO, "scripts", "gpu_check.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pack_holds_what_the_run_reads_and_fits_the_carry_limit(shared_data, tmp_path):
+    pack = tmp_path / "pack"
+    cmd = [sys.executable, os.path.join(REPO, "scripts", "gpu_check.py"), "pack", "--pack", str(pack), "--shared",
+           os.path.dirname(shared_data), "--corpus-lines", "50", "--no-reference", "--no-wheels"]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
+    manifest = json.loads((pack / "manifest.json").read_text())
+    assert manifest["corpus_lines"] == 50 and manifest["size_mb"] <= gpu_check().MAX_PACK_MB
+    assert len((pack / "data" / "corpus" / "wiki_sentences.txt").read_text().splitlines()) == 50
+    assert (pack / "data" / "senteval" / "STS" / "STSBenchmark" / "sts-dev.csv").is_file()
+    assert (pack / "models" / "bert-mini" / "model.safetensors").is_file()
+    minilm = pack / "models" / "minilm-config"
+    assert (minilm / "config.json").is_file() and (minilm / "tokenizer.json").is_file()
+    assert not list(minilm.glob("*.safetensors"))  # weights are built at random there: speed needs none
+    from transformers import AutoConfig, AutoTokenizer
+
+    AutoConfig.from_pretrained(str(minilm)), AutoTokenizer.from_pretrained(str(minilm))  # loadable offline
+
+
+def test_summary_lines_and_junit_checks(tmp_path):
+    module = gpu_check()
+    summary = module.Summary(str(tmp_path))
+    summary.add("cuda", True, "NVIDIA H200 torch 2.11")
+    junit = tmp_path / "r.xml"
+    junit.write_text(
+        '<testsuites><testsuite><testcase name="a" time="0.5"/><testcase name="b"><failure message="x"/>'
+        '</testcase><testcase name="c"><skipped/></testcase></testsuite></testsuites>'
+    )
+    module.junit_checks(str(junit), summary)
+    lines = (tmp_path / "gpu_check.txt").read_text().splitlines()
+    assert lines == ["CHECK cuda PASS NVIDIA H200 torch 2.11", "CHECK test:a PASS 0.5s", "CHECK test:b FAIL failure",
+                     "CHECK test:c FAIL skipped"]  # fmt: skip
+    assert not summary.passed
+
+
+def test_the_cuda_tests_are_collected_and_skip_without_a_gpu():
+    import torch
+
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py", "-rs"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: tests/test_gpu.py runs for real (scripts/gpu_check.sh)")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    import re
+
+    skipped = re.search(r"(\d+) skipped", proc.stdout)
+    assert skipped and int(skipped.group(1)) >= 4 and "needs a CUDA GPU" in proc.stdout
+    assert " passed" not in proc.stdout and "error" not in proc.stdout.lower()
+
+
+def test_the_run_half_reports_a_missing_gpu_as_a_failure(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    script = os.path.join(REPO, "scripts", "gpu_check.py")
+    proc = subprocess.run([sys.executable, script, "run", "--out", str(tmp_path)], capture_output=True, text=True,
+                          cwd=REPO)  # fmt: skip
+    assert proc.returncode == 1 and proc.stdout.startswith("CHECK cuda FAIL none")
