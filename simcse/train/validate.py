@@ -1,0 +1,101 @@
+"""The training config's checks: each value in range, the objective's fields, the LLM options (ValueError)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, get_args
+
+Mode = Literal["unsup", "pairs", "triplets"]
+
+
+def _defaults(cfg: Any) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(cfg)}
+
+
+def validate(cfg: Any) -> None:
+    """Check a :class:`simcse.train.config.TrainConfig`; the message names the key and the allowed values."""
+    from simcse.encoder.pooling import validate_pooler
+
+    validate_pooler(cfg.pooler)
+    _objective(cfg)
+    _llm(cfg)
+    checks = [
+        (cfg.mode in get_args(Mode), f"mode must be one of {get_args(Mode)}, got {cfg.mode!r}"),
+        (cfg.temperature > 0, f"temperature must be > 0, got {cfg.temperature}"),
+        (cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}"),
+        (cfg.max_seq_len >= 2, f"max_seq_len must be >= 2, got {cfg.max_seq_len}"),
+        (cfg.eval_steps >= 1, f"eval_steps must be >= 1, got {cfg.eval_steps}"),
+        (cfg.dropout is None or 0 <= cfg.dropout < 1, f"dropout must be in [0, 1), got {cfg.dropout}"),
+        (0 < cfg.mlm_probability < 1, f"mlm_probability must be in (0, 1), got {cfg.mlm_probability}"),
+        (cfg.grad_cache_chunk_size >= 0, "grad_cache_chunk_size must be >= 0"),
+        (cfg.length_group_rows is None or cfg.length_group_rows >= 0, "length_group_rows must be >= 0"),
+        (cfg.train_file is not None or cfg.dataset_name is not None, "give train_file or dataset_name"),
+        (cfg.keep_last_n >= 1, f"keep_last_n must be >= 1, got {cfg.keep_last_n}"),
+        (cfg.checkpoint_steps >= 0, f"checkpoint_steps must be >= 0, got {cfg.checkpoint_steps}"),
+        (cfg.logging_steps is None or cfg.logging_steps >= 1, "logging_steps must be >= 1"),
+        (cfg.max_nonfinite_steps >= 1, f"max_nonfinite_steps must be >= 1, got {cfg.max_nonfinite_steps}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    if cfg.hard_negative_weight != 0 and cfg.mode != "triplets":
+        raise ValueError("hard_negative_weight needs mode: triplets")
+    if cfg.grad_cache_chunk_size and (cfg.do_mlm or cfg.same_dropout_mask or cfg.objective != "infonce"):
+        # the cache re-forwards one view-major batch for the InfoNCE loss; MLM and the ablation add other forwards
+        raise ValueError("grad_cache_chunk_size needs objective infonce, without do_mlm or same_dropout_mask")
+
+
+def _objective(cfg: Any) -> None:
+    """Check ``cfg.objective``, its hyperparameters and the data mode it trains on, from its registry entry."""
+    from simcse.objectives import OBJECTIVES
+
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {cfg.objective!r}")
+    checks = [
+        (0.0 <= cfg.momentum <= 1.0, f"momentum must be in [0, 1], got {cfg.momentum}"),
+        (cfg.queue_size >= 1 and cfg.memory_size >= 1, "queue_size and memory_size must be >= 1"),
+        (cfg.memory_warmup >= 0, f"memory_warmup must be >= 0, got {cfg.memory_warmup}"),
+        (cfg.margin is None or cfg.margin > 0, f"margin must be > 0, got {cfg.margin}"),
+        (cfg.barlow_lambda >= 0, f"barlow_lambda must be >= 0, got {cfg.barlow_lambda}"),
+        (cfg.predictor_hidden >= 0, f"predictor_hidden must be >= 0, got {cfg.predictor_hidden}"),
+        (cfg.n_prototypes >= 2, f"n_prototypes must be >= 2, got {cfg.n_prototypes}"),
+        (cfg.collapse_check_steps >= 0, f"collapse_check_steps must be >= 0, got {cfg.collapse_check_steps}"),
+        (cfg.objective == "infonce" or cfg.batch_size >= 2, f"objective {cfg.objective} needs batch_size >= 2"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    three_views = sorted(name for name, spec in OBJECTIVES.items() if spec.views >= 3)
+    if cfg.mode == "triplets" and OBJECTIVES[cfg.objective].views < 3:
+        raise ValueError(
+            f"objective {cfg.objective} takes two views, not a hard negative: use mode pairs (it reads sent0,sent1 "
+            f"of a triplet CSV) or unsup; objectives using triplets: {', '.join(three_views)}"
+        )
+    readers: dict[str, list[str]] = {}
+    for name, spec in OBJECTIVES.items():
+        for key in spec.config_fields:
+            readers.setdefault(key, []).append(name)
+    for key, users in readers.items():
+        if getattr(cfg, key) != _defaults(cfg)[key] and cfg.objective not in users:
+            raise ValueError(f"{key} is read by objective(s) {', '.join(users)} only, not {cfg.objective}")
+
+
+def _llm(cfg: Any) -> None:
+    """Check the decoder / LoRA / prompt fields."""
+    rates = (cfg.attention_dropout, cfg.hidden_dropout)
+    checks = [
+        (all(r is None or 0 <= r < 1 for r in rates), "attention_dropout and hidden_dropout must be in [0, 1)"),
+        (cfg.lora_r >= 0, f"lora_r must be >= 0, got {cfg.lora_r}"),
+        (cfg.lora_alpha > 0, f"lora_alpha must be > 0, got {cfg.lora_alpha}"),
+        (0 <= cfg.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {cfg.lora_dropout}"),
+        (not cfg.load_in_4bit or cfg.lora_r > 0, "load_in_4bit needs lora_r > 0 (4-bit weights cannot be trained)"),
+        (not (cfg.lora_r and cfg.do_mlm), "do_mlm needs lora_r 0 (the MLM head is not adapted)"),
+        (cfg.prompt is None or cfg.prompts is None, "give prompt (every column) or prompts (per column), not both"),
+        (cfg.include_prompt or cfg.prompt or cfg.prompts, "include_prompt false needs a prompt or prompts"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    unknown = sorted(set(cfg.prompts or {}) - set(cfg.columns))
+    if unknown:
+        raise ValueError(f"prompts name column(s) {unknown} not among columns {list(cfg.columns)}")
