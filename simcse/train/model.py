@@ -32,8 +32,8 @@ def length_group_rows(cfg: TrainConfig, device: torch.device) -> int:
     """Rows per length group for ``cfg`` on ``device`` (0: one forward over all rows).
 
     Left to the device (``None``), grouping is on for CPUs, where compute grows with every padded
-    token (about 1.35x faster steps on the shared corpus at max_seq_len 32), and off for GPUs, where
-    one large kernel launch beats several small ones.
+    token (measured speed-up: README, Performance), and off for GPUs, where one large kernel launch is
+    expected to beat several small ones (``scripts/gpu_check.sh`` measures both there).
     """
     if cfg.length_group_rows is not None:
         return cfg.length_group_rows
@@ -48,9 +48,8 @@ def grouped_forward(
     With ``group_rows > 0`` and more rows than that, the rows are sorted by length and forwarded in
     groups of ``group_rows``, each cut to its own longest row. Padding is masked out of attention
     and pooling, so the embeddings are those of one forward (to float rounding), while most padded
-    tokens are skipped (on the shared corpus at max_seq_len 32: a third of all tokens in one padded
-    forward, an eighth in groups of 32 rows). The
-    autograd graph spans all groups, so the loss and its gradient are unchanged. Every row still
+    tokens are skipped (how many: reports/benchmarks.md). The autograd graph spans all groups, so the
+    loss and its gradient are unchanged. Every row still
     draws its own dropout mask; only the order in which the masks are drawn changes.
     """
     mask = batch["attention_mask"]
