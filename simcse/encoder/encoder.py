@@ -81,15 +81,17 @@ class Encoder(nn.Module):
         """
         from simcse.encoder.folder import load_parts
 
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if backend == "onnx":  # a missing file fails before any weights are read
+            from simcse.encoder.onnx import OnnxBackbone, find_onnx_file
+
+            onnx_path = find_onnx_file(name_or_path, onnx_file)
         model, tokenizer, pooler, head, max_len, normalize = load_parts(
             name_or_path, pooler, max_seq_length=max_seq_length, **model_kwargs
         )
         if backend == "onnx":  # the torch weights were read for the config and head only
-            from simcse.encoder.onnx import onnx_backbone
-
-            model = onnx_backbone(name_or_path, model.config, onnx_file)
-        elif backend != "torch":
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+            model = OnnxBackbone(onnx_path, model.config)
         return cls(model, tokenizer, pooler, head, max_len, normalize)
 
     # ------------------------------------------------------------------ forward

@@ -111,7 +111,7 @@ def export_onnx(folder: str, *, quantize: tuple[str, ...] = ("avx512_vnni",), op
         torch.onnx.export(
             _Backbone(encoder.model, names, all_layers), tuple(batch[k] for k in names), fp32, dynamo=True,
             input_names=names, output_names=outputs, dynamic_shapes=(tuple(seq for _ in names),), opset_version=opset,
-            external_data=big,
+            external_data=big, verbose=False,
         )  # fmt: skip
         _verify(encoder, fp32, batch)
         written = {fp32: ONNX_FILE}
@@ -196,8 +196,8 @@ class OnnxBackbone(nn.Module):
         return SimpleNamespace(last_hidden_state=outs[0], hidden_states=tuple(outs[1:]) or None)
 
 
-def onnx_backbone(name_or_path: str, config: Any, file_name: str = ONNX_FILE) -> OnnxBackbone:
-    """Open ``file_name`` of a model folder (or hub repository) as an :class:`OnnxBackbone`.
+def find_onnx_file(name_or_path: str, file_name: str = ONNX_FILE) -> str:
+    """The local path of ``file_name`` in a model folder (or hub repository).
 
     Raises:
         OSError: The file is absent; the message says how to create it.
@@ -207,4 +207,4 @@ def onnx_backbone(name_or_path: str, config: Any, file_name: str = ONNX_FILE) ->
     path = resolve_file(resolve_model_name(name_or_path), file_name)
     if path is None:
         raise OSError(f"{name_or_path}: no {file_name}; write it with: simcse export {name_or_path}")
-    return OnnxBackbone(path, config)
+    return path

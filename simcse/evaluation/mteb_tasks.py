@@ -16,7 +16,9 @@ from simcse.evaluation.tasks import TASKS, load_task
 MTEB_NAMES: dict[str, str] = {**{t: t for t in TASKS}, "SICKRelatedness": "SICK-R"}
 
 
-def local_mteb_task(name: str, data_dir: str | None = None, *, stsb_split: str = "test", sick_mode: str = "full") -> Any:
+def local_mteb_task(
+    name: str, data_dir: str | None = None, *, stsb_split: str = "test", sick_mode: str = "full"
+) -> Any:
     """The MTEB task ``name`` (ours or MTEB's spelling) holding the local pairs of that task.
 
     The defaults are MTEB's own splits: STS-B test, and SICK-R on all 9,927 pairs. Other splits (e.g.
