@@ -107,3 +107,30 @@ def test_mteb_meta_revision_follows_the_folder(tiny_model_dir, tmp_path) -> None
         f.write("changed")
     assert Encoder.from_pretrained(folder).mteb_model_meta.revision != first.revision
     assert first.name == "local/m"
+
+
+def test_eval_command_runs_mteb_on_local_data(tiny_model_dir, small_dev_data, tmp_path) -> None:
+    from test_cli import simcse
+
+    from simcse import Encoder
+
+    out = tmp_path / "mteb.json"
+    done = simcse(
+        "eval", "--model", tiny_model_dir, "--pooler", "avg", "--mteb", "STSBenchmark", "--mteb-local",
+        "--stsb-split", "dev", "--data-dir", small_dev_data, "--no-progress", "--output", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    score = json.loads(out.read_text())["models"][0]["scores"]["STSBenchmark"]
+    ours = evaluate_sts(Encoder.from_pretrained(tiny_model_dir, pooler="avg").encode, ["STSBenchmark"],
+                        small_dev_data, stsb_split="dev", align_uniform=False)  # fmt: skip
+    assert score == pytest.approx(ours["tasks"]["STSBenchmark"]["score"], abs=1e-6)
+    assert f"{score:6.2f}" in done.stdout
+
+
+def test_eval_mteb_errors_are_one_line(tiny_model_dir, small_dev_data) -> None:
+    from test_cli import simcse
+
+    done = simcse("eval", "--model", tiny_model_dir, "--mteb", "SciFact", "--mteb-local", "--data-dir", small_dev_data)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("simcse eval: error: --mteb SciFact: SciFact: no local data")
