@@ -101,7 +101,8 @@ def test_minilm_onnx_matches_torch_and_sentence_transformers(minilm_path: str, t
     st_ref = SentenceTransformer(folder, device="cpu").encode(SENTENCES)
     np.testing.assert_allclose(_st_pipeline_on_onnx(folder, ONNX_FILE, SENTENCES), st_ref, atol=1e-4)
     int8 = Encoder.from_pretrained(folder, backend="onnx", onnx_file=INT8).encode(SENTENCES)
-    assert _cosine(int8, ref).min() > 0.98
+    cos = _cosine(int8, ref)  # bench_encode on STS-B's 2,551 sentences: min 0.968, median 0.993
+    assert np.median(cos) > 0.99 and cos.min() > 0.95
     np.testing.assert_allclose(_st_pipeline_on_onnx(folder, INT8, SENTENCES), int8, atol=1e-4)
 
 
