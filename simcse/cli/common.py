@@ -80,6 +80,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, normalize: bool = True)
     if normalize:
         parser.add_argument("--normalize", action="store_true", help="L2-normalise every vector (unit length)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--backend", choices=("torch", "onnx"), default="torch",
+        help="onnx: run the files `simcse export` wrote with ONNX Runtime on the CPU (default: torch)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--onnx-file", default="onnx/model.onnx", metavar="FILE",
+        help="graph for --backend onnx, in the model folder (int8: onnx/model_qint8_avx512_vnni.onnx)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
@@ -132,12 +140,15 @@ def load_model(args: argparse.Namespace) -> Any:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.max_seq_length is not None and args.max_seq_length < 2:
         raise CommandError(f"--max-seq-length must be >= 2, got {args.max_seq_length}")
-    encoder = load_encoder(args.model, args.pooler, args.device, max_seq_length=args.max_seq_length)
+    onnx = {"backend": "onnx", "onnx_file": args.onnx_file} if args.backend == "onnx" else {}
+    encoder = load_encoder(args.model, args.pooler, args.device, max_seq_length=args.max_seq_length, **onnx)
     logger.info("model %s (pooler %s, dim %d) on %s", args.model, encoder.pooler, encoder.dim, encoder.device)
     return encoder
 
 
-def load_encoder(name: str, pooler: str | None, device: str | None = None, max_seq_length: int | None = None) -> Any:
+def load_encoder(
+    name: str, pooler: str | None, device: str | None = None, max_seq_length: int | None = None, **kwargs: Any
+) -> Any:
     """Load one model in eval mode on ``device`` (default: cuda if available, else cpu).
 
     Args:
@@ -145,6 +156,7 @@ def load_encoder(name: str, pooler: str | None, device: str | None = None, max_s
         pooler: Pooling mode, or None for the folder's own choice.
         device: Torch device.
         max_seq_length: Truncation length, or None for the folder's.
+        **kwargs: Passed to :meth:`simcse.Encoder.from_pretrained` (e.g. ``backend="onnx"``).
 
     Returns:
         The :class:`simcse.Encoder`.
@@ -157,8 +169,8 @@ def load_encoder(name: str, pooler: str | None, device: str | None = None, max_s
     from simcse.encoder import Encoder
 
     try:
-        encoder = Encoder.from_pretrained(name, pooler=pooler, max_seq_length=max_seq_length)  # type: ignore[arg-type]
-    except (OSError, ValueError) as err:
+        encoder = Encoder.from_pretrained(name, pooler=pooler, max_seq_length=max_seq_length, **kwargs)  # type: ignore[arg-type]
+    except (OSError, ValueError, ImportError) as err:
         where = "" if os.path.exists(name) else " (no such local folder; tried the Hugging Face hub)"
         raise CommandError(f"cannot load model {name!r}{where}: {one_line(err)}") from err
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

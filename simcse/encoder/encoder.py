@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse.encoder.heads import DenseHead
+from simcse.encoder.mteb import cosine_pairwise, is_mteb_inputs, mteb_prompt, texts_from_batches
 from simcse.encoder.pooling import Pooler, needs_hidden_states, pool, validate_pooler
 from simcse.encoder.prompts import PROMPT_MASK, PromptSettings, read_prompt_settings, tokenize_with_prompt
 from simcse.quantize import check_truncate_dim, truncate_embeddings
@@ -70,6 +71,8 @@ class Encoder(nn.Module):
         *,
         max_seq_length: int | None = None,
         device: str | torch.device | None = None,
+        backend: Literal["torch", "onnx"] = "torch",
+        onnx_file: str = "onnx/model.onnx",
         **model_kwargs: Any,
     ) -> Encoder:
         """Load a folder saved by this project, a sentence-transformers model, or any HF encoder.
@@ -81,14 +84,27 @@ class Encoder(nn.Module):
                 checkpoint's pooler layer as head when it has one, as SimCSE's evaluation does).
             max_seq_length: Truncation length for ``encode``; defaults to the folder's setting.
             device: Where the model runs (``"cuda"``, ``"cuda:1"``, ``"cpu"``...); None picks the first
-                GPU when there is one, else the CPU (as sentence-transformers does).
+                GPU when there is one, else the CPU (as sentence-transformers does). ONNX runs on the CPU.
+            backend: ``onnx`` runs the backbone with ONNX Runtime from ``onnx_file`` (written by
+                ``simcse export``; see :mod:`simcse.encoder.onnx`); pooling and head stay the same.
+            onnx_file: The graph to run, relative to the folder, e.g.
+                ``onnx/model_qint8_avx512_vnni.onnx`` for int8.
             **model_kwargs: Passed to ``AutoModel.from_pretrained``.
         """
         from simcse.encoder.folder import load_parts
 
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if backend == "onnx":  # a missing file fails before any weights are read
+            from simcse.encoder.onnx import OnnxBackbone, find_onnx_file
+
+            onnx_path = find_onnx_file(name_or_path, onnx_file)
         model, tokenizer, pooler, head, max_len, normalize = load_parts(
             name_or_path, pooler, max_seq_length=max_seq_length, **model_kwargs
         )
+        if backend == "onnx":  # the torch weights were read for the config and head only
+            model = OnnxBackbone(onnx_path, model.config)
+            device = "cpu"
         encoder = cls(model, tokenizer, pooler, head, max_len, normalize, read_prompt_settings(name_or_path))
         return encoder.to(default_device() if device is None else device)
 
@@ -166,7 +182,9 @@ class Encoder(nn.Module):
         depend on ``batch_size`` or order. Extra keyword arguments (as MTEB passes) are ignored.
 
         Args:
-            sentences: A string (gives a 1-D vector) or a sequence of strings.
+            sentences: A string (gives a 1-D vector) or a sequence of strings; or MTEB 2's
+                ``DataLoader`` of text batches, with its keywords ``task_metadata`` and ``prompt_type``
+                choosing the prompt (see :mod:`simcse.encoder.mteb`).
             batch_size: Sentences per forward pass.
             normalize: L2-normalise rows; defaults to the model's setting.
             show_progress_bar: Show a tqdm bar.
@@ -185,6 +203,10 @@ class Encoder(nn.Module):
             >>> vecs = encoder.encode(["a cat", "a dog"], normalize=True)  # doctest: +SKIP
             >>> q = encoder.encode(["how do cats sleep?"], prompt_name="query")  # doctest: +SKIP
         """
+        if is_mteb_inputs(sentences):  # MTEB 2: a DataLoader of {"text": [...]} batches, and its task's prompt
+            if prompt is None and prompt_name is None:
+                prompt = mteb_prompt(self, kwargs.get("task_metadata"), kwargs.get("prompt_type"))
+            sentences = texts_from_batches(sentences)
         single = isinstance(sentences, str)
         items = [sentences] if single else list(sentences)
         for i, s in enumerate(items):
@@ -225,11 +247,22 @@ class Encoder(nn.Module):
 
     def similarity(self, a: Sequence[str] | np.ndarray, b: Sequence[str] | np.ndarray) -> np.ndarray:
         """Cosine similarity matrix ``(len(a), len(b))`` of sentences or precomputed embeddings."""
-        ea = a if isinstance(a, np.ndarray) else self.encode(a)
-        eb = b if isinstance(b, np.ndarray) else self.encode(b)
+        ea = np.asarray(a) if hasattr(a, "shape") else self.encode(a)  # arrays or tensors (MTEB passes both)
+        eb = np.asarray(b) if hasattr(b, "shape") else self.encode(b)
         ta = F.normalize(torch.as_tensor(np.atleast_2d(ea), dtype=torch.float32), dim=-1)
         tb = F.normalize(torch.as_tensor(np.atleast_2d(eb), dtype=torch.float32), dim=-1)
         return (ta @ tb.T).numpy()  # (len(a), len(b))
+
+    def similarity_pairwise(self, a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Cosine similarity of each row of ``a`` with the same row of ``b``: ``(n,)`` (MTEB 2 scores pairs so)."""
+        return cosine_pairwise(a, b)
+
+    @property
+    def mteb_model_meta(self) -> Any:
+        """MTEB 2's ``ModelMeta`` for this model (needs ``mteb``; see :func:`simcse.encoder.mteb.mteb_model_meta`)."""
+        from simcse.encoder.mteb import mteb_model_meta
+
+        return mteb_model_meta(self)
 
     def search(
         self,
