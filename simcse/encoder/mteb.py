@@ -68,7 +68,7 @@ def folder_prompts(encoder: Encoder) -> dict[str, str]:
     own = getattr(encoder, "prompts", None)
     own = getattr(own, "prompts", own)  # an Encoder's PromptSettings, or a plain dict set by hand
     if own:
-        return dict(own)
+        return {k: v for k, v in dict(own).items() if v}
     path = _source(encoder)
     cfg = os.path.join(path, ST_CONFIG) if path and os.path.isdir(path) else None
     if cfg is None or not os.path.isfile(cfg):
