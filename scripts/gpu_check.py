@@ -167,9 +167,11 @@ def run(args: argparse.Namespace) -> int:
 
     summary, started = Summary(args.out), time.perf_counter()
     cuda = torch.cuda.is_available()
-    summary.add("cuda", cuda, f"{torch.cuda.get_device_name(0) if cuda else 'none'} torch {torch.__version__}")
-    if not cuda:
+    name = torch.cuda.get_device_name(0) if cuda else "none"
+    summary.add("cuda", cuda or args.smoke, f"{name} torch {torch.__version__}")
+    if not cuda and not args.smoke:
         return 1
+    device = "cuda" if cuda else "cpu"  # --smoke without a GPU: every step once, tiny, on the CPU
     junit = os.path.join(args.out, "gpu_tests.xml")
     _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py", f"--junitxml={junit}"],
          args.test_timeout, os.path.join(args.out, "gpu_tests.log"))  # fmt: skip
@@ -180,9 +182,9 @@ def run(args: argparse.Namespace) -> int:
     with open(os.path.join(args.pack, "manifest.json"), encoding="utf-8") as f:
         reference = json.load(f).get("reference")
     data, bert_mini = os.path.join(args.pack, "data"), os.path.join(args.pack, "models", "bert-mini")
-    for precision in ("bf16", "fp16"):
+    for precision in ("bf16", "fp16") if cuda else ("bf16",):
         try:
-            dev = findings_run(bert_mini, data, os.path.join(args.out, f"findings-{precision}"), precision, "cuda",
+            dev = findings_run(bert_mini, data, os.path.join(args.out, f"findings-{precision}"), precision, device,
                                args.steps)  # fmt: skip
         except subprocess.CalledProcessError as err:
             summary.add(f"findings_{precision}", False, f"training failed: {(err.stderr or '')[-300:]!r}")
@@ -190,9 +192,10 @@ def run(args: argparse.Namespace) -> int:
         ok = reference is not None and abs(dev - reference) <= args.band and dev > args.untrained + 2
         summary.add(f"findings_{precision}", ok, f"stsb_dev {dev:.2f} (CPU fp32 {reference}, band {args.band})")
     model = random_minilm(args.pack, os.path.join(args.out, "minilm-random"))
-    common = ["--device", "cuda", "--model", model, "--data-dir", data]
+    common = ["--device", device, "--model", model, "--data-dir", data]
+    small = ["--rounds", "1", "--steps", "1", "--warmup", "0", "--batch-size", "8"] if args.smoke else ["--rounds", "5"]
     train_json = os.path.join(args.out, "bench_train.json")
-    _run([sys.executable, "scripts/bench_train.py", *common, "--bf16", "--rounds", "5", "--memory-batches", "",
+    _run([sys.executable, "scripts/bench_train.py", *common, "--bf16", *small, "--memory-batches", "",
           "--json", train_json], args.bench_timeout, os.path.join(args.out, "bench_train.log"))  # fmt: skip
     for name, key, target in (("train_step_vs_st_bf16", "simcse-bf16/st-bf16", 1.3),
                               ("train_step_vs_bare_bf16", "simcse-bf16/bare-bf16", 0.95),
@@ -200,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
         value = _ratio(train_json, key)
         summary.add(name, value is not None and value >= target, f"{value} (target >= {target})")
     encode_json = os.path.join(args.out, "bench_encode.json")
-    _run([sys.executable, "scripts/bench_encode.py", *common, "--rounds", "4", "--batch-sizes", "", "--sizes", "",
+    small = ["--rounds", "1", "--sample", "200", "--no-onnx"] if args.smoke else ["--rounds", "4"]
+    _run([sys.executable, "scripts/bench_encode.py", *common, *small, "--batch-sizes", "", "--sizes", "",
           "--json", encode_json], args.bench_timeout, os.path.join(args.out, "bench_encode.log"))  # fmt: skip
     value = _ratio(encode_json, "simcse-bf16/st-bf16")
     summary.add("encode_vs_st_bf16", value is not None and value >= 1.5, f"{value} (target >= 1.5)")
@@ -227,6 +231,7 @@ def main() -> int:
     r.add_argument("--untrained", type=float, default=30.78, help="bert-mini's STS-B dev before training (reports/)")
     r.add_argument("--test-timeout", type=int, default=150)
     r.add_argument("--bench-timeout", type=int, default=150)
+    r.add_argument("--smoke", action="store_true", help="without a GPU: run every part once, tiny, on the CPU")
     args = parser.parse_args()
     if args.command == "pack":
         pack(args)

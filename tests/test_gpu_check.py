@@ -83,3 +83,24 @@ def test_the_run_half_reports_a_missing_gpu_as_a_failure(tmp_path):
     proc = subprocess.run([sys.executable, script, "run", "--out", str(tmp_path)], capture_output=True, text=True,
                           cwd=REPO)  # fmt: skip
     assert proc.returncode == 1 and proc.stdout.startswith("CHECK cuda FAIL none")
+
+
+@pytest.mark.slow
+def test_the_run_half_goes_through_every_part_in_smoke_mode_on_the_cpu(shared_data, tmp_path):
+    """Every part the GPU run calls (tests, findings runs, both benchmarks) runs and reports a value: on a CPU
+    the values cannot meet GPU targets, so this checks the plumbing, not the numbers."""
+    script = os.path.join(REPO, "scripts", "gpu_check.py")
+    pack, out = tmp_path / "pack", tmp_path / "out"
+    subprocess.run([sys.executable, script, "pack", "--pack", str(pack), "--shared", os.path.dirname(shared_data),
+                    "--corpus-lines", "200", "--no-reference", "--no-wheels"], check=True, capture_output=True)  # fmt: skip
+    env = {**os.environ, "SIMCSE_DATA_DIR": str(pack / "data"), "TQDM_DISABLE": "1"}
+    proc = subprocess.run([sys.executable, script, "run", "--pack", str(pack), "--out", str(out), "--smoke",
+                           "--steps", "2", "--bench-timeout", "600"], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=1500)  # fmt: skip
+    checks = {line.split()[1]: line.split(None, 3)[2:] for line in proc.stdout.splitlines() if line.startswith("CHECK")}
+    for name in ("cuda", "findings_bf16", "train_step_vs_st_bf16", "train_step_vs_bare_bf16", "encode_vs_st_bf16"):
+        assert name in checks, (name, proc.stdout[-3000:], proc.stderr[-3000:])
+    assert checks["findings_bf16"][1].startswith("stsb_dev ")  # the run trained and was scored
+    for name in ("train_step_vs_st_bf16", "train_step_vs_bare_bf16", "encode_vs_st_bf16"):
+        float(checks[name][1].split()[0])  # a measured ratio, not None
+    assert (out / "gpu_check.txt").read_text().count("CHECK ") == len(checks)
