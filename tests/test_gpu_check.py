@@ -91,8 +91,9 @@ def test_the_run_half_goes_through_every_part_in_smoke_mode_on_the_cpu(shared_da
     the values cannot meet GPU targets, so this checks the plumbing, not the numbers."""
     script = os.path.join(REPO, "scripts", "gpu_check.py")
     pack, out = tmp_path / "pack", tmp_path / "out"
-    subprocess.run([sys.executable, script, "pack", "--pack", str(pack), "--shared", os.path.dirname(shared_data),
-                    "--corpus-lines", "200", "--no-reference", "--no-wheels"], check=True, capture_output=True)  # fmt: skip
+    packing = [sys.executable, script, "pack", "--pack", str(pack), "--shared", os.path.dirname(shared_data),
+               "--corpus-lines", "200", "--no-reference", "--no-wheels"]  # fmt: skip
+    subprocess.run(packing, check=True, capture_output=True)
     env = {**os.environ, "SIMCSE_DATA_DIR": str(pack / "data"), "TQDM_DISABLE": "1"}
     proc = subprocess.run([sys.executable, script, "run", "--pack", str(pack), "--out", str(out), "--smoke",
                            "--steps", "2", "--bench-timeout", "600"], capture_output=True, text=True, env=env,
