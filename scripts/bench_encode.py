@@ -120,7 +120,8 @@ def st_method(st: object) -> EncodeFn:
 def onnx_methods(args: argparse.Namespace, folder: str) -> dict[str, EncodeFn]:
     """Ours and the peer's ONNX backends on the files ``simcse export`` wrote into ``folder``."""
     from simcse import Encoder
-    from simcse.encoder.onnx import ONNX_FILE, export_onnx, quantized_file
+    from simcse.encoder.export import export_onnx, quantized_file
+    from simcse.encoder.onnx import ONNX_FILE
 
     export_onnx(folder, quantize=("avx512_vnni",))
     found: dict[str, EncodeFn] = {}

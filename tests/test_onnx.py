@@ -14,7 +14,8 @@ from test_cli import simcse
 pytest.importorskip("onnxruntime", reason="the onnx extra is part of dev")  # CI installs .[dev]: never skipped
 
 from simcse import Encoder
-from simcse.encoder.onnx import ONNX_FILE, export_onnx, quantized_file
+from simcse.encoder.export import export_onnx, quantized_file
+from simcse.encoder.onnx import ONNX_FILE
 
 SENTENCES = [
     "a man is playing the guitar", "a woman eats bread", "the dog runs in the park", "x",

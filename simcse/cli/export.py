@@ -29,7 +29,7 @@ avx512_vnni suits any CPU with AVX512-VNNI (and ARM); avx2 keeps 7-bit weights f
 
 def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``simcse export``."""
-    from simcse.encoder.onnx import QUANTIZATIONS
+    from simcse.encoder.export import QUANTIZATIONS
 
     parser = subparsers.add_parser(
         "export", help="write ONNX float32 and int8 files into a model folder", description=DESCRIPTION,
@@ -51,7 +51,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.folder}: not a local folder (export writes its files into the model folder)")
     quantize = tuple(q for q in dict.fromkeys(args.quantize) if q != "none")
     try:
-        from simcse.encoder.onnx import export_onnx
+        from simcse.encoder.export import export_onnx
 
         written = export_onnx(args.folder, quantize=quantize, opset=args.opset)
     except ImportError as err:

@@ -86,7 +86,7 @@ class Encoder(nn.Module):
             device: Where the model runs (``"cuda"``, ``"cuda:1"``, ``"cpu"``...); None picks the first
                 GPU when there is one, else the CPU (as sentence-transformers does). ONNX runs on the CPU.
             backend: ``onnx`` runs the backbone with ONNX Runtime from ``onnx_file`` (written by
-                ``simcse export``; see :mod:`simcse.encoder.onnx`); pooling and head stay the same.
+                ``simcse export``; see :mod:`simcse.encoder.export`); pooling and head stay the same.
             onnx_file: The graph to run, relative to the folder, e.g.
                 ``onnx/model_qint8_avx512_vnni.onnx`` for int8.
             **model_kwargs: Passed to ``AutoModel.from_pretrained``.

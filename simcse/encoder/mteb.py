@@ -18,6 +18,7 @@ prompt type) and prepended to every text, as sentence-transformers does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -31,7 +32,8 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from mteb.models import ModelMeta
 
-    from simcse.encoder.encoder import Encoder
+# an Encoder (this module sits below encoder.py, which imports it, so it names the type without importing it)
+Encoder = torch.nn.Module
 
 ST_CONFIG = "config_sentence_transformers.json"
 SIMCSE_CITATION = """@inproceedings{gao2021simcse,
@@ -135,7 +137,7 @@ def mteb_model_meta(encoder: Encoder) -> ModelMeta:
     n_params = sum(p.numel() for p in encoder.parameters())
     backend = "ONNX" if type(encoder.model).__name__ == "OnnxBackbone" else "PyTorch"
     return ModelMeta(
-        loader=load_for_mteb, loader_kwargs={"pooler": encoder.pooler}, name=name,
+        loader=functools.partial(load_for_mteb, type(encoder)), loader_kwargs={"pooler": encoder.pooler}, name=name,
         revision=_fingerprint(source) if local else None, release_date=None, languages=None,
         n_parameters=n_params or None, memory_usage_mb=None, max_tokens=encoder.max_seq_length,
         embed_dim=encoder.dim, license=None, open_weights=True, public_training_code=None,
@@ -144,15 +146,15 @@ def mteb_model_meta(encoder: Encoder) -> ModelMeta:
     )  # fmt: skip
 
 
-def load_for_mteb(model_name: str, revision: str | None = None, device: str | None = None, **kwargs: Any) -> Encoder:
-    """MTEB's loader signature: ``Encoder.from_pretrained(model_name, **kwargs)`` on ``device``.
+def load_for_mteb(
+    cls: type[Encoder], model_name: str, revision: str | None = None, device: str | None = None, **kwargs: Any
+) -> Encoder:
+    """MTEB's loader signature (``cls`` bound first): ``cls.from_pretrained(model_name, **kwargs)`` on ``device``.
 
     ``local/<name>`` (the name :func:`mteb_model_meta` gives a folder) cannot be reloaded by name: load
     the folder yourself and pass the ``Encoder`` to ``mteb.evaluate``.
     """
-    from simcse.encoder.encoder import Encoder
-
     if model_name.startswith("local/") and not os.path.isdir(model_name):
         raise ValueError(f"{model_name}: a local folder's name; pass Encoder.from_pretrained(FOLDER) to mteb")
-    encoder = Encoder.from_pretrained(model_name.removeprefix("hub/"), **kwargs)
+    encoder = cls.from_pretrained(model_name.removeprefix("hub/"), **kwargs)
     return encoder.to(device) if device else encoder
