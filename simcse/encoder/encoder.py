@@ -18,6 +18,16 @@ from simcse.encoder.prompts import PROMPT_MASK, PromptSettings, read_prompt_sett
 from simcse.quantize import check_truncate_dim, truncate_embeddings
 
 
+def _check_encode_arguments(items: list[Any], batch_size: int, precision: str) -> None:
+    for i, s in enumerate(items):
+        if not isinstance(s, str):
+            raise TypeError(f"encode: item {i} is {type(s).__name__}, expected str")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+
+
 def default_device() -> torch.device:
     """The first CUDA GPU when there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -209,41 +219,42 @@ class Encoder(nn.Module):
             sentences = texts_from_batches(sentences)
         single = isinstance(sentences, str)
         items = [sentences] if single else list(sentences)
-        for i, s in enumerate(items):
-            if not isinstance(s, str):
-                raise TypeError(f"encode: item {i} is {type(s).__name__}, expected str")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        _check_encode_arguments(items, batch_size, precision)
         check_truncate_dim(truncate_dim, self.dim)
         normalize = self.normalize if normalize is None else normalize
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         if items:
             features = self.tokenize(items, prompt=self.prompts.resolve(prompt, prompt_name))
-            # longest first: a too-large batch fails at once, not at the end
-            order = np.argsort([-len(x) for x in features["input_ids"]], kind="stable")
             was_training = self.training
             self.eval()
-            device = self.device
-            starts = range(0, len(items), batch_size)
-            if show_progress_bar:
-                from tqdm.auto import tqdm
-
-                starts = tqdm(starts, desc="encode", unit="batch")
-            bf16 = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else None
-            for start in starts:
-                rows = order[start : start + batch_size]
-                batch = {k: v.to(device) for k, v in self.collate(features, rows).items()}
-                with bf16 or contextlib.nullcontext():
-                    emb = self(use_head=use_head, **batch).float()  # (rows, dim)
-                if normalize:
-                    emb = F.normalize(emb, dim=-1)
-                out[rows] = emb.cpu().numpy()
+            self._encode_into(out, features, batch_size, use_head, precision, normalize, show_progress_bar)
             self.train(was_training)
         if truncate_dim is not None:
             out = truncate_embeddings(out, truncate_dim, normalize=normalize)  # (n, truncate_dim)
         return out[0] if single else out
+
+    def _encode_into(
+        self, out: np.ndarray, features: dict[str, Any], batch_size: int, use_head: bool, precision: str,
+        normalize: bool, show_progress_bar: bool,
+    ) -> None:  # fmt: skip
+        """Fill ``out`` (rows in input order) batch by batch, longest sentences first."""
+        # longest first: a too-large batch fails at once, not at the end
+        order = np.argsort([-len(x) for x in features["input_ids"]], kind="stable")
+        device = self.device
+        starts = range(0, len(order), batch_size)
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="encode", unit="batch")
+        bf16 = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else None
+        for start in starts:
+            rows = order[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in self.collate(features, rows).items()}
+            with bf16 or contextlib.nullcontext():
+                emb = self(use_head=use_head, **batch).float()  # (rows, dim)
+            if normalize:
+                emb = F.normalize(emb, dim=-1)
+            out[rows] = emb.cpu().numpy()
 
     def similarity(self, a: Sequence[str] | np.ndarray, b: Sequence[str] | np.ndarray) -> np.ndarray:
         """Cosine similarity matrix ``(len(a), len(b))`` of sentences or precomputed embeddings."""
