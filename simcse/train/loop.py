@@ -22,7 +22,7 @@ from simcse.evaluation.dev import DevEvaluator
 from simcse.train.card import CARD_FILE, finish_run, render_model_card
 from simcse.train.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
 from simcse.train.config import TrainConfig, to_yaml
-from simcse.train.data import BatchSchedule, load_training_views
+from simcse.train.data import open_training_data
 from simcse.train.model import build_model
 from simcse.train.objective import ObjectiveStep
 from simcse.train.run_dir import RunFolder, RunFolderBusy, RunLock, SaveError, save_together
@@ -89,31 +89,15 @@ def _accelerator(cfg: TrainConfig) -> Any:
     return accelerator
 
 
-def _accelerator(cfg: TrainConfig) -> Any:
-    """Accelerate's state for this run: the launcher's processes, the config's precision.
-
-    ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone);
-    the scheduler is stepped once per global step (Accelerate would step it once per process).
-    """
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir,
-        cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False,
-    )  # fmt: skip
-    refuse_data_parallel(accelerator.num_processes)
-    return accelerator
-
-
 def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)
     main, run = accelerator.is_main_process, RunFolder(cfg.output_dir)
     model = build_model(cfg)
-    views = load_training_views(cfg, model.encoder.tokenizer, main)
-    schedule = BatchSchedule(len(views), cfg.batch_size, accelerator.num_processes, cfg.seed)
-    total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * schedule.steps_per_epoch
+    # map-style: Arrow, tokenized once by the main process; or a stream (streaming: true, max_steps given)
+    data = open_training_data(cfg, model.encoder.tokenizer, accelerator)
+    total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * data.steps_per_epoch
     optimizer = build_optimizer(model, cfg)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, _scheduler(optimizer, cfg, total))
     objective = ObjectiveStep(cfg, accelerator.unwrap_model(model).encoder.dim)
@@ -126,7 +110,7 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
         state.update(restored)
     if resume:
         reconcile_best(run.root, state)
-    state["data"] = views.report
+    state["data"] = data.report
     if main:
         run.truncate_metrics(state["step"])
     if cfg.log_with:
@@ -137,15 +121,21 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
     log_error: SaveError | None = None  # the main process's, shared with all at the next step's agreement
     in_a_row = 0
     model.train()
+    # the step's rows are a function of the step (exact resume); collated ahead, off the training thread
+    batches = data.batches(state["step"], total, accelerator.device)
     for step in range(state["step"], total):
-        rows = schedule.rows(step, accelerator.process_index)
-        batch = {k: v.to(accelerator.device) for k, v in views.collate(rows).items()}
-        outcome = train_step(batch, stop=stop.requested or step + 1 == stop_after, failed=log_error is not None)
+        batch = next(batches)  # a stream that meets a bad row sets data.error: every process stops below
+        failed = log_error is not None or data.error is not None
+        outcome = train_step(batch, stop=stop.requested or step + 1 == stop_after, failed=failed)
         if outcome.failed:
-            raise log_error or SaveError(f"{run.metrics}: the main process could not write the metrics")
+            raise data.error or log_error or SaveError(
+                f"{run.metrics}: another process failed (the main process could not write the metrics, "
+                "or a process met a bad training row)"
+            )
         in_a_row = _count_nonfinite(outcome.finite, in_a_row, state, step + 1, cfg.max_nonfinite_steps)
         scheduler.step()
         state["step"] = done = step + 1
+        state.update(data.state(done))  # the stream position, no_duplicates' counts
         record: dict[str, Any] = {"step": done, "loss": outcome.loss, "lr": scheduler.get_last_lr()[0]}
         if cfg.collapse_check_steps and done % cfg.collapse_check_steps == 0:
             record.update(objective.collapse_metrics())  # the global batch's spread; warns once on collapse
@@ -164,6 +154,7 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
             save_checkpoint(accelerator, run.root, done, state, cfg.keep_last_n)
         if outcome.stop:
             break
+    batches.close()
     if log_error is not None:
         raise log_error
     progress.close()
