@@ -50,7 +50,7 @@ class TrainConfig:
     data_cache_dir: str | None = _f(None, "where the tokenized Arrow cache is kept (None: the datasets cache)/simcse")
     streaming: bool = _f(False, "read, shuffle (with a buffer) and tokenize on the fly; needs max_steps > 0")
     shuffle_buffer: int = _f(10_000, "streaming: examples in the shuffle buffer (larger: closer to a full shuffle)")
-    dataloader_workers: int | None = _f(None, "processes collating batches ahead of the step (None: 2 on GPU, 0 on CPU)")
+    dataloader_workers: int | None = _f(None, "loader processes collating batches (None: 2 on GPU, 0 on CPU)")
     no_duplicates: bool = _f(False, "no two rows of a global batch share a text (in-batch false negatives)")
     # objective
     objective: str = _f("infonce", "training objective: a name in simcse.objectives.OBJECTIVES (see objective_step.py)")

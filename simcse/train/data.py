@@ -94,7 +94,7 @@ def load_training_views(
 
         # one collective on every process, after the main process's build: the others wait here, then all agree
         if not all_agree(error is None, accelerator.device):
-            raise error or DataError(f"{_source(cfg)}: the main process could not read the training data (see its error)")
+            raise error or DataError(f"{_source(cfg)}: the main process could not read the training data (its error)")
     elif error is not None:
         raise error
     views = TokenizedViews.open(folder)
@@ -145,7 +145,8 @@ class TokenizedViews:
     def collate(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
         """Pad views of ``rows`` to their longest length, view-major: ``(views * len(rows), seq)``."""
         table = self._arrow[[int(r) for r in rows]]
-        return pad_views({k: [_ragged(table.column(f"{k}_{c}")) for c in self.view_columns] for k in self.keys}, self.pad_id)
+        ragged = {k: [_ragged(table.column(f"{k}_{c}")) for c in self.view_columns] for k in self.keys}
+        return pad_views(ragged, self.pad_id)
 
 
 def pad_views(ragged: dict[str, list[tuple[np.ndarray, np.ndarray]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -182,7 +183,8 @@ def _source(cfg: TrainConfig) -> str:
 
 def text_hash(text: str) -> int:
     """A text's 64-bit identity (blake2b), as stored in the cache for ``no_duplicates``."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little", signed=True)
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 def tokenized_keys(tokenizer: Any) -> list[str]:

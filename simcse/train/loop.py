@@ -128,10 +128,8 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
         failed = log_error is not None or data.error is not None
         outcome = train_step(batch, stop=stop.requested or step + 1 == stop_after, failed=failed)
         if outcome.failed:
-            raise data.error or log_error or SaveError(
-                f"{run.metrics}: another process failed (the main process could not write the metrics, "
-                "or a process met a bad training row)"
-            )
+            why = "the main process could not write the metrics, or a process met a bad training row"
+            raise data.error or log_error or SaveError(f"{run.metrics}: another process failed ({why})")
         in_a_row = _count_nonfinite(outcome.finite, in_a_row, state, step + 1, cfg.max_nonfinite_steps)
         scheduler.step()
         state["step"] = done = step + 1

@@ -157,13 +157,12 @@ def batch_loader(
 
     Workers (forked) share the memory-mapped data; batches come back in step order, in pinned memory on CUDA.
     """
-    return iter(
-        torch.utils.data.DataLoader(
-            _StepBatches(views, schedule, rank), sampler=steps, batch_size=None, num_workers=workers,
-            pin_memory=pin_memory, prefetch_factor=prefetch if workers else None, persistent_workers=False,
-            generator=torch.Generator(),  # its own: seeding workers must not draw from the (checkpointed) global RNG
-        )  # fmt: skip
-    )
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(views, schedule, rank), sampler=steps, batch_size=None, num_workers=workers,
+        pin_memory=pin_memory, prefetch_factor=prefetch if workers else None, persistent_workers=False,
+        generator=torch.Generator(),  # its own: seeding workers must not draw from the (checkpointed) global RNG
+    )  # fmt: skip
+    return iter(loader)
 
 
 class MapData:
@@ -187,7 +186,8 @@ class MapData:
     def batches(self, start: int, total: int, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
         """Batches of steps ``start .. total - 1`` on ``device``, collated ahead by the loader's workers."""
         if self.cfg.no_duplicates:  # planned here, before the workers fork, so they share the plans
-            for epoch in range(start // self.schedule.steps_per_epoch, (total - 1) // self.schedule.steps_per_epoch + 1):
+            per_epoch = self.schedule.steps_per_epoch
+            for epoch in range(start // per_epoch, (total - 1) // per_epoch + 1):
                 self.schedule.plan(epoch)
         workers = dataloader_workers(self.cfg.dataloader_workers, device)
         loader = batch_loader(self.views, self.schedule, self.rank, range(start, total), workers, device.type == "cuda")

@@ -140,7 +140,7 @@ class StreamData:
             first = ready.get()
             ok = not isinstance(first, BaseException)
             if self.world_size > 1 and not all_agree(ok, device):
-                raise first if not ok else DataError(f"{_source(self.cfg)}: another process could not read its first batch")
+                raise first if not ok else DataError(f"{_source(self.cfg)}: another process could not read its rows")
             if not ok:
                 raise first
             previous = {k: v.to(device) for k, v in first.items()}
