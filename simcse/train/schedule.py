@@ -69,7 +69,8 @@ class BatchSchedule:
             size = self.batch_size * self.world_size
             perm = self._permutation(epoch)
             plain = perm[: self.steps_per_epoch * size].reshape(self.steps_per_epoch, size)  # (steps, global)
-            plan, left = _unique_batches(perm, self.text_hashes, size, self.steps_per_epoch)
+            order = _spread(perm, self.text_hashes, self.steps_per_epoch, size)
+            plan, left = _unique_batches(order, self.text_hashes, size, self.steps_per_epoch)
             before = sum(_has_repeat(self.text_hashes[b]) for b in plain)
             self._plans[epoch], self.duplicates[epoch] = plan, (before, left)
             logger.info(
@@ -98,6 +99,22 @@ def _has_repeat(hashes: np.ndarray) -> bool:
             return True
         seen |= own
     return False
+
+
+def _spread(perm: np.ndarray, hashes: np.ndarray, steps: int, size: int) -> np.ndarray:
+    """``perm`` reordered so that the copies of a text fall into different batches (then checked by the greedy).
+
+    Rows are grouped by their most repeated text, groups in order of first appearance in ``perm``, and
+    dealt out across the epoch's batches like cards: row ``j`` of the grouped order to batch ``j % steps``.
+    """
+    n = len(perm)
+    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    freq = counts[inverse.reshape(hashes.shape)]  # (n, columns): how often each row's texts occur
+    key = hashes[np.arange(n), freq.argmax(axis=1)][perm]  # (n,): each row's most repeated text, in perm order
+    keys, first = np.unique(key, return_index=True)
+    grouped = perm[np.argsort(first[np.searchsorted(keys, key)], kind="stable")]
+    dealt = grouped[: steps * size].reshape(size, steps).T  # (steps, size): batch b = grouped[b::steps]
+    return np.concatenate([dealt.ravel(), grouped[steps * size :]])
 
 
 def _unique_batches(perm: np.ndarray, hashes: np.ndarray, size: int, steps: int) -> tuple[np.ndarray, int]:
