@@ -122,7 +122,7 @@ def test_cache_is_built_once_reused_and_rebuilt_when_the_source_changes(tiny_mod
 
 
 def test_a_build_interrupted_midway_is_never_used(tiny_model_dir, tokenizer, tmp_path):
-    """A tokenizer that fails part-way through (as a kill would stop it): no cache folder, and the next run builds it."""
+    """A tokenizer that fails part-way (as a kill would stop it): no cache folder; the next run builds it."""
     path = tmp_path / "c.txt"
     write_corpus(path, n=3000)
     cfg = cfg_for(tiny_model_dir, path, tmp_path)
