@@ -24,7 +24,8 @@ def base(tiny_model_dir: str, small_dev_data: str, tmp_path_factory: pytest.Temp
     write_corpus(root / "corpus.txt", n=100)
     return dict(
         model_name_or_path=tiny_model_dir, data_dir=small_dev_data, dropout=0.0, max_seq_len=16, learning_rate=3e-5,
-        max_steps=STEPS, eval_steps=4, checkpoint_steps=4, eval_batch_size=64, seed=3, train_file=str(root / "corpus.txt"),
+        max_steps=STEPS, eval_steps=4, checkpoint_steps=4, eval_batch_size=64, seed=3,
+        train_file=str(root / "corpus.txt"),
     )  # fmt: skip
 
 
