@@ -196,7 +196,6 @@ def tokenized_keys(tokenizer: Any) -> list[str]:
 def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
     """The cache folder for this source, tokenizer and settings (its name is a hash of all of them)."""
     from datasets import config as ds_config
-    from datasets.fingerprint import Hasher
 
     if cfg.dataset_name:
         origin: dict[str, Any] = {"hub": [cfg.dataset_name, cfg.dataset_config, cfg.dataset_split]}
@@ -212,11 +211,24 @@ def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
         origin["format"] = file_format(path, cfg.mode, cfg.data_format)
     key = {
         **origin, "version": CACHE_VERSION, "mode": cfg.mode, "columns": _columns(cfg), "on_bad_line": cfg.on_bad_line,
-        "max_seq_len": cfg.max_seq_len, "max_train_samples": cfg.max_train_samples, "tokenizer": Hasher.hash(tokenizer),
+        "max_seq_len": cfg.max_seq_len, "max_train_samples": cfg.max_train_samples,
+        "tokenizer": _tokenizer_id(tokenizer),
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     root = cfg.data_cache_dir or os.path.join(str(ds_config.HF_DATASETS_CACHE), "simcse")
     return os.path.join(root, f"{os.path.basename(_source(cfg)) or 'data'}-{digest}")
+
+
+def _tokenizer_id(tokenizer: Any) -> str:
+    """A hash of everything the tokenizer does (vocabulary, normalizer, special tokens); fast tokenizers
+    serialize to JSON in milliseconds, where hashing the Python object takes seconds."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        text = f"{type(tokenizer).__name__}:{tokenizer.model_input_names}:{backend.to_str()}"
+        return hashlib.sha256(text.encode()).hexdigest()
+    from datasets.fingerprint import Hasher
+
+    return Hasher.hash(tokenizer)
 
 
 def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
