@@ -224,7 +224,9 @@ def _tokenizer_id(tokenizer: Any) -> str:
     serialize to JSON in milliseconds, where hashing the Python object takes seconds."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        text = f"{type(tokenizer).__name__}:{tokenizer.model_input_names}:{backend.to_str()}"
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None), spec.pop("padding", None)  # set by each call, not part of the vocabulary
+        text = f"{type(tokenizer).__name__}:{tokenizer.model_input_names}:{json.dumps(spec, sort_keys=True)}"
         return hashlib.sha256(text.encode()).hexdigest()
     from datasets.fingerprint import Hasher
 
