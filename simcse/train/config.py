@@ -62,6 +62,14 @@ class TrainConfig:
     max_train_samples: int | None = _f(None, "use only the first N training examples")
     on_bad_line: Literal["error", "skip"] = _f("error", "bad training line: stop with an error, or skip and count")
     max_seq_len: int = _f(32, "truncation length for training sentences")
+    data_format: Literal["auto", "text", "csv", "tsv", "jsonl", "parquet"] = _f(
+        "auto", "train_file's format; auto: by extension (.csv .tsv .jsonl .json .parquet), else text (unsup) or csv"
+    )
+    data_cache_dir: str | None = _f(None, "where the tokenized Arrow cache is kept (None: the datasets cache)/simcse")
+    streaming: bool = _f(False, "read, shuffle (with a buffer) and tokenize on the fly; needs max_steps > 0")
+    shuffle_buffer: int = _f(10_000, "streaming: examples in the shuffle buffer (larger: closer to a full shuffle)")
+    dataloader_workers: int | None = _f(None, "loader processes collating batches (None: 2 on GPU, 0 on CPU)")
+    no_duplicates: bool = _f(False, "no two rows of a global batch share a text (in-batch false negatives)")
     # objective
     objective: str = _f("infonce", "training objective: a name in simcse.objectives.OBJECTIVES (see objective_step.py)")
     temperature: float = _f(0.05, "softmax temperature tau (of every objective that has one)")

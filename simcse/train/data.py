@@ -1,10 +1,24 @@
-"""Turn a config's data source (file or hub dataset) into pre-tokenized training views."""
+"""Training data as Arrow: read and validate once, tokenize once (``datasets`` ``map``), memory-map everywhere.
+
+:func:`load_training_views` reads the config's source row by row (:mod:`simcse.train.readers`, errors name
+file, line and problem), tokenizes it in batches with ``Dataset.map`` and keeps the token ids in an Arrow
+file of the cache folder, keyed by the source (path, size, modification time), the tokenizer and every
+setting that changes the result. The folder is built under a temporary name and renamed into place when
+complete, so a build that is killed leaves nothing a later run would use. Under several processes the
+main process builds it and the others wait, then every process memory-maps the same file: the corpus is
+tokenized once per node and never held as Python objects.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,123 +26,280 @@ import torch
 
 from simcse.data_dir import data_path
 from simcse.train.config import TrainConfig
-from simcse.train.prompts import tokenize_prompted_views
-from simcse.train.readers import (
-    MAX_LINE_CHARS,
-    DataError,
-    ReadReport,
-    load_hf_examples,
-    read_csv_examples,
-    read_sentences,
-)
+from simcse.train.prompts import column_prompts, encode_column, prompt_keys
+from simcse.train.readers import MAX_LINE_CHARS, DataError, ReadReport, file_format, iter_hub_rows, iter_rows
+from simcse.train.schedule import BatchSchedule, MapData
+
+__all__ = ["BatchSchedule", "TokenizedViews", "load_training_views", "open_training_data", "source_rows"]
 
 logger = logging.getLogger(__name__)
 
+CACHE_VERSION = 1  # bump when the cache's layout or content changes
+TOKENS_FILE, META_FILE = "tokens.arrow", "meta.json"
 
-def load_training_views(cfg: TrainConfig, tokenizer: Any, verbose: bool = True) -> TokenizedViews:
-    """Read, validate and tokenize the training data named by ``cfg``.
+
+def source_rows(cfg: TrainConfig, report: ReadReport, streaming: bool = False) -> Iterator[tuple[str, ...]]:
+    """The config's validated rows (one text per column the mode reads), counted in ``report``."""
+    columns = _columns(cfg)
+    if cfg.dataset_name:
+        rows = iter_hub_rows(
+            cfg.dataset_name, cfg.dataset_config, cfg.dataset_split, columns, cfg.on_bad_line, report, streaming
+        )
+    else:
+        assert cfg.train_file is not None
+        path = data_path(cfg.train_file, cfg.data_dir)
+        rows = iter_rows(path, file_format(path, cfg.mode, cfg.data_format), columns, cfg.on_bad_line, report)
+    for i, row in enumerate(rows):
+        if cfg.max_train_samples and i >= cfg.max_train_samples:
+            return
+        yield row
+
+
+def open_training_data(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -> Any:
+    """The run's data: :class:`simcse.train.schedule.MapData` (Arrow), or a stream with ``streaming: true``."""
+    if cfg.streaming:
+        from simcse.train.stream import StreamData
+
+        return StreamData(cfg, tokenizer, accelerator.process_index, accelerator.num_processes)
+    views = load_training_views(cfg, tokenizer, accelerator.is_main_process, accelerator)
+    return MapData(views, cfg, accelerator.process_index, accelerator.num_processes)
+
+
+def load_training_views(
+    cfg: TrainConfig, tokenizer: Any, verbose: bool = True, accelerator: Any = None
+) -> TokenizedViews:
+    """Read, validate and tokenize the training data named by ``cfg`` (from the cache when built before).
 
     Unsupervised: one column (a sentence), used for both views. Pairs: ``sent0, sent1``.
     Triplets: ``sent0, sent1, hard_neg``. Column names come from ``cfg.columns``.
+
+    Args:
+        cfg: The run's config (source, mode, columns, ``max_seq_len``, ``data_cache_dir``...).
+        tokenizer: The encoder's tokenizer.
+        verbose: Log the counts of skipped lines and the size of the data.
+        accelerator: Under several processes, the main process builds the cache and the others wait.
+
+    Raises:
+        DataError: a bad row (file, line and problem), or no rows at all; on every process.
     """
-    needed = {"unsup": 1, "pairs": 2, "triplets": 3}[cfg.mode]
-    if len(cfg.columns) < needed:
-        raise ValueError(f"mode {cfg.mode} needs {needed} column names, got {cfg.columns}")
-    columns = cfg.columns[:needed]
-    report = ReadReport()
-    if cfg.dataset_name:
-        rows = load_hf_examples(cfg.dataset_name, cfg.dataset_config, cfg.dataset_split, columns)
-        source = cfg.dataset_name
-    else:
-        assert cfg.train_file is not None
-        source = data_path(cfg.train_file, cfg.data_dir)
-        if cfg.mode == "unsup":
-            sentences, report = read_sentences(source, cfg.on_bad_line)
-            rows = [(s,) for s in sentences]
-        else:
-            rows, report = read_csv_examples(source, columns, cfg.on_bad_line)
-        if verbose and (report.blank_lines or report.bad_lines or report.truncated_lines):
-            logger.warning(
-                "%s: skipped %d blank and %d bad line(s), cut %d line(s) at %d characters%s",
-                source, report.blank_lines, len(report.bad_lines), report.truncated_lines, MAX_LINE_CHARS,
-                f"; first bad: {report.bad_lines[0]}" if report.bad_lines else "",
-            )  # fmt: skip
-    if cfg.max_train_samples:
-        rows = rows[: cfg.max_train_samples]
-    if cfg.mode == "unsup":
-        sentences = [r[0] for r in rows]
-        views = [sentences, sentences]
-    else:
-        views = [[r[v] for r in rows] for v in range(needed)]
+    folder = _cache_folder(cfg, tokenizer)
+    main = accelerator is None or accelerator.is_main_process
+    error: DataError | None = None
+    if main and not os.path.isfile(os.path.join(folder, META_FILE)):
+        try:
+            _build(cfg, tokenizer, folder)
+        except DataError as err:
+            error = err
+    if accelerator is not None and accelerator.num_processes > 1:
+        from simcse.distributed import all_agree
+
+        # one collective on every process, after the main process's build: the others wait here, then all agree
+        if not all_agree(error is None, accelerator.device):
+            raise error or DataError(f"{_source(cfg)}: the main process could not read the training data (its error)")
+    elif error is not None:
+        raise error
+    views = TokenizedViews.open(folder)
     if verbose:
-        logger.info("%s: %d training examples (%s)", source, len(rows), cfg.mode)
-    tokenized = tokenize_prompted_views(tokenizer, views, columns, cfg)  # tokenize_views, with cfg's prompts
-    tokenized.report = report.counts()
-    return tokenized
+        _log_counts(views, _source(cfg), cfg.mode)
+    return views
 
 
-@dataclass
 class TokenizedViews:
-    """Pre-tokenized views: ``features[v][key][i]`` is example ``i``'s view ``v`` token ids."""
+    """Token ids of every example's views in a memory-mapped Arrow table; :meth:`collate` pads a batch.
 
-    features: list[dict[str, list[list[int]]]]
-    pad_id: int
-    report: dict[str, int] = field(default_factory=dict)  # what reading skipped (ReadReport.counts)
+    Columns ``<key>_<c>`` hold the token ids of text column ``c`` (``input_ids``, ``token_type_ids``...);
+    ``hash_<c>`` its text's 64-bit identity (for ``no_duplicates``). Unsupervised data has one text column,
+    read as both views.
+    """
+
+    def __init__(self, data: Any, keys: Sequence[str], view_columns: Sequence[int], pad_id: int, report: dict) -> None:
+        self.data, self.keys, self.view_columns, self.pad_id = data, list(keys), list(view_columns), pad_id
+        self.report = report  # what reading skipped (ReadReport.counts)
+        self._arrow = data.with_format("arrow")
+
+    @classmethod
+    def open(cls, folder: str) -> TokenizedViews:
+        """Memory-map a cache folder built by :func:`load_training_views`."""
+        from datasets import Dataset
+
+        with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
+            meta = json.load(f)
+        data = Dataset.from_file(os.path.join(folder, TOKENS_FILE), in_memory=False)
+        views = cls(data, meta["keys"], meta["view_columns"], meta["pad_id"], meta["report"])
+        views.first_bad, views.folder = meta.get("first_bad"), folder
+        return views
 
     def __len__(self) -> int:
-        return len(self.features[0]["input_ids"])
+        return len(self.data)
+
+    @property
+    def features(self) -> list[dict[str, Any]]:
+        """``features[v][key][i]``: example ``i``'s view ``v`` token ids (lazy, read from the Arrow file)."""
+        return [{k: self.data[f"{k}_{c}"] for k in self.keys} for c in self.view_columns]
+
+    def text_hashes(self) -> np.ndarray:
+        """``(examples, text columns)`` int64 identities of the texts (equal texts, equal values)."""
+        columns = sorted(set(self.view_columns))
+        table = self._arrow[:]
+        return np.stack([table.column(f"hash_{c}").to_numpy() for c in columns], axis=1)  # (n, columns)
 
     def collate(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
         """Pad views of ``rows`` to their longest length, view-major: ``(views * len(rows), seq)``."""
-        keys = self.features[0].keys()
-        seqs = {k: [view[k][i] for view in self.features for i in rows] for k in keys}
-        width = max(len(s) for s in seqs["input_ids"])
-        batch = {}
-        for key, values in seqs.items():
-            arr = np.full((len(values), width), self.pad_id if key == "input_ids" else 0, dtype=np.int64)
-            for r, s in enumerate(values):
-                arr[r, : len(s)] = s
-            batch[key] = torch.from_numpy(arr)
-        if "attention_mask" not in batch:
-            batch["attention_mask"] = (batch["input_ids"] != self.pad_id).long()
-        return batch
+        table = self._arrow[[int(r) for r in rows]]
+        ragged = {k: [_ragged(table.column(f"{k}_{c}")) for c in self.view_columns] for k in self.keys}
+        return pad_views(ragged, self.pad_id)
 
 
-def tokenize_views(tokenizer, views: Sequence[Sequence[str]], max_seq_len: int) -> TokenizedViews:
-    """Tokenize each view's sentences once (truncated at ``max_seq_len``, no padding)."""
-    names = tokenizer.model_input_names
-    features: list[dict[str, list[list[int]]]] = []
-    for v, sentences in enumerate(views):
-        if v > 0 and sentences is views[0]:  # unsupervised: the same sentences twice, tokenized once
-            features.append(features[0])
-            continue
-        enc = tokenizer(list(sentences), truncation=True, max_length=max_seq_len, padding=False)
-        features.append({k: enc[k] for k in names if k in enc})
-    return TokenizedViews(features, tokenizer.pad_token_id or 0)
+def pad_views(ragged: dict[str, list[tuple[np.ndarray, np.ndarray]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad ``{key: [(lengths, flat values) of each view]}`` into one view-major batch with its attention mask."""
+    lengths = np.concatenate([lens for lens, _ in ragged["input_ids"]])  # (views * rows,)
+    mask = np.arange(int(lengths.max())) < lengths[:, None]  # (views * rows, width)
+    batch = {}
+    for key, views in ragged.items():
+        arr = np.full(mask.shape, pad_id if key == "input_ids" else 0, dtype=np.int64)
+        arr[mask] = np.concatenate([values for _, values in views])  # row-major: each row's ids, in order
+        batch[key] = torch.from_numpy(arr)
+    batch["attention_mask"] = torch.from_numpy(mask.astype(np.int64))
+    return batch
 
 
-class BatchSchedule:
-    """Deterministic shuffled batches: step ``s`` of any run with the same seed sees the same rows.
+def _ragged(column: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths, flat values) of an Arrow list column."""
+    import pyarrow.compute as pc
 
-    The global batch of ``batch_size * world_size`` examples is split by rank, so the union over
-    processes equals the single-process batch (labels offset by rank reconstruct it). Incomplete
-    final batches are dropped so every process takes the same number of steps.
-    """
+    column = column.combine_chunks()
+    return pc.list_value_length(column).to_numpy(zero_copy_only=False), column.flatten().to_numpy()
 
-    def __init__(self, n_examples: int, batch_size: int, world_size: int, seed: int) -> None:
-        self.n, self.batch_size, self.world_size, self.seed = n_examples, batch_size, world_size, seed
-        self.steps_per_epoch = n_examples // (batch_size * world_size)
-        if self.steps_per_epoch == 0:
-            raise DataError(
-                f"{n_examples} training examples are fewer than one global batch ({batch_size} x {world_size})"
-            )
-        self._epoch, self._perm = -1, np.arange(0)
 
-    def rows(self, step: int, rank: int) -> np.ndarray:
-        """Example indices of ``rank``'s share of global step ``step``."""
-        epoch, within = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        start = (within * self.world_size + rank) * self.batch_size
-        return self._perm[start : start + self.batch_size]
+def _columns(cfg: TrainConfig) -> tuple[str, ...]:
+    needed = {"unsup": 1, "pairs": 2, "triplets": 3}[cfg.mode]
+    if len(cfg.columns) < needed:
+        raise ValueError(f"mode {cfg.mode} needs {needed} column names, got {cfg.columns}")
+    return tuple(cfg.columns[:needed])
+
+
+def _source(cfg: TrainConfig) -> str:
+    return cfg.dataset_name or data_path(cfg.train_file or "", cfg.data_dir)
+
+
+def text_hash(text: str) -> int:
+    """A text's 64-bit identity (blake2b), as stored in the cache for ``no_duplicates``."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def tokenized_keys(tokenizer: Any) -> list[str]:
+    """The tokenizer's outputs kept per text (the attention mask is rebuilt from the lengths)."""
+    probe = tokenizer(["a"], truncation=True, max_length=8)
+    return [k for k in tokenizer.model_input_names if k in probe and k != "attention_mask"]
+
+
+def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
+    """The cache folder for this source, tokenizer and settings (its name is a hash of all of them)."""
+    from datasets import config as ds_config
+
+    if cfg.dataset_name:
+        origin: dict[str, Any] = {"hub": [cfg.dataset_name, cfg.dataset_config, cfg.dataset_split]}
+    else:
+        source = _source(cfg)
+        if os.path.isdir(source):
+            raise DataError(f"{source}: is a directory, expected a file")
+        if not os.path.isfile(source):
+            raise DataError(f"{source}: file not found")
+        path = os.path.realpath(source)
+        stat = os.stat(path)
+        origin = {"file": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        origin["format"] = file_format(path, cfg.mode, cfg.data_format)
+    key = {
+        **origin, "version": CACHE_VERSION, "mode": cfg.mode, "columns": _columns(cfg), "on_bad_line": cfg.on_bad_line,
+        "max_seq_len": cfg.max_seq_len, "max_train_samples": cfg.max_train_samples,
+        "tokenizer": _tokenizer_id(tokenizer), "prompts": column_prompts(cfg), "include_prompt": cfg.include_prompt,
+    }  # fmt: skip
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    root = cfg.data_cache_dir or os.path.join(str(ds_config.HF_DATASETS_CACHE), "simcse")
+    return os.path.join(root, f"{os.path.basename(_source(cfg)) or 'data'}-{digest}")
+
+
+def _tokenizer_id(tokenizer: Any) -> str:
+    """A hash of everything the tokenizer does (vocabulary, normalizer, special tokens); fast tokenizers
+    serialize to JSON in milliseconds, where hashing the Python object takes seconds."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None), spec.pop("padding", None)  # set by each call, not part of the vocabulary
+        text = f"{type(tokenizer).__name__}:{tokenizer.model_input_names}:{json.dumps(spec, sort_keys=True)}"
+        return hashlib.sha256(text.encode()).hexdigest()
+    from datasets.fingerprint import Hasher
+
+    return Hasher.hash(tokenizer)
+
+
+def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
+    """Read, validate, tokenize into a temporary folder beside ``folder``; rename it into place when complete."""
+    from datasets import Dataset, Features, Sequence, Value
+    from datasets.exceptions import DatasetGenerationError
+
+    columns, report = _columns(cfg), ReadReport()
+    keys = prompt_keys(cfg, tokenized_keys(tokenizer))
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=os.path.dirname(folder))
+    try:
+
+        def rows() -> Iterator[dict[str, str]]:
+            for row in source_rows(cfg, report):
+                yield {f"text_{c}": text for c, text in enumerate(row)}
+
+        try:
+            text = Dataset.from_generator(
+                rows, features=Features({f"text_{c}": Value("string") for c in range(len(columns))}),
+                cache_dir=os.path.join(tmp, "text"),
+            )  # fmt: skip
+        except DatasetGenerationError as err:
+            if isinstance(err.__cause__, DataError):
+                raise err.__cause__ from None
+            raise
+
+        def tokenize(batch: dict[str, list[str]]) -> dict[str, list]:
+            out: dict[str, list] = {}
+            for c in range(len(columns)):
+                enc = encode_column(tokenizer, batch[f"text_{c}"], columns[c], cfg)  # with the column's prompt
+                out.update({f"{k}_{c}": enc[k] for k in keys})
+                out[f"hash_{c}"] = [text_hash(t) for t in batch[f"text_{c}"]]
+            return out
+
+        features = {f"{k}_{c}": Sequence(Value("int32")) for c in range(len(columns)) for k in keys}
+        features.update({f"hash_{c}": Value("int64") for c in range(len(columns))})
+        text.map(
+            tokenize, batched=True, batch_size=1000, remove_columns=text.column_names, features=Features(features),
+            cache_file_name=os.path.join(tmp, TOKENS_FILE), new_fingerprint=os.path.basename(folder),
+            desc="tokenize",
+        )  # fmt: skip
+        del text
+        shutil.rmtree(os.path.join(tmp, "text"))  # the text is not needed once tokenized
+        meta = {
+            "keys": keys, "view_columns": [0, 0] if cfg.mode == "unsup" else list(range(len(columns))),
+            "pad_id": tokenizer.pad_token_id or 0, "report": report.counts(),
+            "first_bad": report.bad_lines[0] if report.bad_lines else None, "source": _source(cfg),
+        }  # fmt: skip
+        with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+        try:
+            os.rename(tmp, folder)  # complete: it gets its final name (another builder's wins if it came first)
+        except OSError:
+            if not os.path.isfile(os.path.join(folder, META_FILE)):
+                raise
+        logger.info("tokenized %s into %s", _source(cfg), folder)
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+
+
+def _log_counts(views: TokenizedViews, source: str, mode: str) -> None:
+    report = views.report
+    if report["blank_lines"] or report["bad_lines"] or report["truncated_lines"]:
+        logger.warning(
+            "%s: skipped %d blank and %d bad line(s), cut %d line(s) at %d characters%s",
+            source, report["blank_lines"], report["bad_lines"], report["truncated_lines"], MAX_LINE_CHARS,
+            f"; first bad: {views.first_bad}" if views.first_bad else "",
+        )  # fmt: skip
+    logger.info("%s: %d training examples (%s), cached in %s", source, len(views), mode, views.folder)

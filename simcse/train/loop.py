@@ -22,11 +22,11 @@ from simcse.evaluation.dev import DevEvaluator
 from simcse.train.card import CARD_FILE, finish_run, render_model_card
 from simcse.train.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
 from simcse.train.config import TrainConfig, to_yaml
-from simcse.train.data import BatchSchedule, load_training_views
+from simcse.train.data import open_training_data
 from simcse.train.model import build_model
 from simcse.train.objective import ObjectiveStep
 from simcse.train.run_dir import RunFolder, RunFolderBusy, RunLock, SaveError, save_together
-from simcse.train.step import TrainStep, build_optimizer, to_device
+from simcse.train.step import TrainStep, build_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +128,9 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
     set_seed(cfg.seed)
     main, run = accelerator.is_main_process, RunFolder(cfg.output_dir)
     model = build_model(cfg)
-    views = load_training_views(cfg, model.encoder.tokenizer, main)
-    schedule = BatchSchedule(len(views), cfg.batch_size, accelerator.num_processes, cfg.seed)
-    total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * schedule.steps_per_epoch
+    # map-style: Arrow, tokenized once by the main process; or a stream (streaming: true, max_steps given)
+    data = open_training_data(cfg, model.encoder.tokenizer, accelerator)
+    total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * data.steps_per_epoch
     optimizer = build_optimizer(model, cfg)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, _scheduler(optimizer, cfg, total))
     objective = ObjectiveStep(cfg, accelerator.unwrap_model(model).encoder.dim)
@@ -144,7 +144,7 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
         state.update(restored)
     if resume:
         reconcile_best(run.root, state)
-    state["data"] = views.report
+    state["data"] = data.report
     if main:
         run.truncate_metrics(state["step"])
     if cfg.log_with:
@@ -155,24 +155,29 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
     every = cfg.logging_steps or (1 if accelerator.device.type == "cpu" else 10)
     log_error: SaveError | None = None  # the main process's, shared with all at the next read
     model.train()
+    # the step's rows are a function of the step (exact resume); collated ahead, off the training thread
+    batches = data.batches(state["step"], total, accelerator.device)
     for step in range(state["step"], total):
         done = step + 1
-        rows = schedule.rows(step, accelerator.process_index)
-        batch = to_device(views.collate(rows), accelerator.device)
+        batch = next(batches)  # a stream that meets a bad row sets data.error: every process stops at the next read
         evaluate = done % cfg.eval_steps == 0 or done == total
         checkpoint = done % (cfg.checkpoint_steps or cfg.eval_steps) == 0 or done == total
         watch = bool(cfg.collapse_check_steps) and done % cfg.collapse_check_steps == 0
         # reading the step's outcome is its one host sync: every `every` steps, and where a decision needs it
+        # (a function of the step alone, so every process reads, and sums over processes, at the same steps)
         read = done % every == 0 or evaluate or checkpoint or watch or done == stop_after
         stopping = stop.requested or done == stop_after
-        outcome = train_step(batch, read=read, stop=stopping, failed=log_error is not None)
+        failed = log_error is not None or data.error is not None
+        outcome = train_step(batch, read=read, stop=stopping, failed=failed)
         scheduler.step()
         state["step"] = done
         if outcome is None:
             continue
         if outcome.failed:
-            raise log_error or SaveError(f"{run.metrics}: the main process could not write the metrics")
+            why = "the main process could not write the metrics, or a process met a bad training row"
+            raise data.error or log_error or SaveError(f"{run.metrics}: another process failed ({why})")
         _count_nonfinite(outcome, state, done, cfg.max_nonfinite_steps)
+        state.update(data.state(done))  # the stream position, no_duplicates' counts
         record: dict[str, Any] = {"step": done, "loss": outcome.loss, "lr": scheduler.get_last_lr()[0]}
         if outcome.skipped:
             record["skipped"] = outcome.skipped
@@ -193,6 +198,7 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
             save_checkpoint(accelerator, run.root, done, state, cfg.keep_last_n)
         if outcome.stop:
             break
+    batches.close()
     if log_error is not None:
         raise log_error
     progress.close()

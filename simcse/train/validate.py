@@ -33,6 +33,10 @@ def validate(cfg: Any) -> None:
         (cfg.keep_last_n >= 1, f"keep_last_n must be >= 1, got {cfg.keep_last_n}"),
         (cfg.checkpoint_steps >= 0, f"checkpoint_steps must be >= 0, got {cfg.checkpoint_steps}"),
         (cfg.logging_steps is None or cfg.logging_steps >= 1, "logging_steps must be >= 1"),
+        (not cfg.streaming or cfg.max_steps > 0, "streaming needs max_steps > 0 (a stream has no known length)"),
+        (not (cfg.streaming and cfg.no_duplicates), "no_duplicates needs the map-style data (streaming: false)"),
+        (cfg.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1, got {cfg.shuffle_buffer}"),
+        (cfg.dataloader_workers is None or cfg.dataloader_workers >= 0, "dataloader_workers must be >= 0"),
         (cfg.max_nonfinite_steps >= 1, f"max_nonfinite_steps must be >= 1, got {cfg.max_nonfinite_steps}"),
     ]
     for ok, message in checks:
