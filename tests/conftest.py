@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import string
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the tests' tokenized training caches go to a folder of this run (subprocesses inherit it), not the user's cache
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="simcse-tests-datasets-"))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.abspath(os.path.join(REPO, "..", "shared", "data"))

@@ -13,7 +13,7 @@ import torch
 from simcse.encoder import Encoder
 from simcse.encoder.encoder import default_device
 from simcse.train import load_config, train
-from simcse.train.loop import refuse_engine
+from simcse.train.launch import refuse_engine
 from simcse.train.objective import ObjectiveStep
 from simcse.train.step import TrainStep, build_optimizer
 from tests.test_training import write_corpus

@@ -28,9 +28,9 @@ from simcse.data_dir import data_path
 from simcse.train.config import TrainConfig
 from simcse.train.prompts import column_prompts, encode_column, prompt_keys
 from simcse.train.readers import MAX_LINE_CHARS, DataError, ReadReport, file_format, iter_hub_rows, iter_rows
-from simcse.train.schedule import BatchSchedule, MapData
+from simcse.train.schedule import BatchSchedule
 
-__all__ = ["BatchSchedule", "TokenizedViews", "load_training_views", "open_training_data", "source_rows"]
+__all__ = ["BatchSchedule", "TokenizedViews", "load_training_views", "source_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +53,6 @@ def source_rows(cfg: TrainConfig, report: ReadReport, streaming: bool = False) -
         if cfg.max_train_samples and i >= cfg.max_train_samples:
             return
         yield row
-
-
-def open_training_data(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -> Any:
-    """The run's data: :class:`simcse.train.schedule.MapData` (Arrow), or a stream with ``streaming: true``."""
-    if cfg.streaming:
-        from simcse.train.stream import StreamData
-
-        return StreamData(cfg, tokenizer, accelerator.process_index, accelerator.num_processes)
-    views = load_training_views(cfg, tokenizer, accelerator.is_main_process, accelerator)
-    return MapData(views, cfg, accelerator.process_index, accelerator.num_processes)
 
 
 def load_training_views(

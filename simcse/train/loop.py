@@ -10,6 +10,7 @@ of the run folder goes through :mod:`simcse.train.run_dir`; checkpoints through
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -17,12 +18,13 @@ import os
 import signal
 from typing import Any
 
-from simcse.distributed import all_agree, launched_on_cpu_only
+from simcse.distributed import all_agree
 from simcse.evaluation.dev import DevEvaluator
 from simcse.train.card import CARD_FILE, finish_run, render_model_card
 from simcse.train.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
 from simcse.train.config import TrainConfig, to_yaml
-from simcse.train.data import open_training_data
+from simcse.train.inputs import open_training_data
+from simcse.train.launch import make_accelerator
 from simcse.train.model import build_model
 from simcse.train.objective import ObjectiveStep
 from simcse.train.run_dir import RunFolder, RunFolderBusy, RunLock, SaveError, save_together
@@ -49,7 +51,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
         RunFolderBusy: another live run holds ``cfg.output_dir``.
         SaveError: a model or checkpoint could not be written (disk full, permissions...).
     """
-    accelerator = _accelerator(cfg)
+    accelerator = make_accelerator(cfg)
     lock = RunLock(cfg.output_dir) if accelerator.is_main_process else None
     refusal: BaseException | None = None
     if lock is not None:
@@ -73,60 +75,25 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
             lock.release()
 
 
-def _accelerator(cfg: TrainConfig) -> Any:
-    """Accelerate's state for this run: the launcher's processes, the launcher's or the config's precision.
+@dataclasses.dataclass
+class _Setup:
+    """What the loop runs on: the prepared model, optimizer and schedule, the data, the objective, the state."""
 
-    ``mixed_precision`` None leaves the precision to ``accelerate config`` / ``ACCELERATE_MIXED_PRECISION``.
-    ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone); the
-    scheduler is stepped once per global step (Accelerate would step it once per process). Engines not
-    yet checked with this loop (FSDP, DeepSpeed) and bf16 on GPUs that only emulate it are refused.
-    """
-    import torch
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    # the precision is process-wide state in Accelerate: a second train() in one process (a notebook, a
-    # grid) with another precision would be refused; the launcher's process group (PartialState) stays
-    AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir,
-        cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False,
-    )  # fmt: skip
-    refuse_engine(str(accelerator.distributed_type))
-    cuda = accelerator.device.type == "cuda"
-    if cuda and accelerator.mixed_precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
-        raise ValueError(
-            f"{torch.cuda.get_device_name()} has no bf16 kernels (only an emulation, several times slower): "
-            "use mixed_precision: fp16"
-        )
-    if cuda and cfg.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    return accelerator
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    data: Any
+    total: int
+    objective: ObjectiveStep
+    state: dict[str, Any]
 
 
-def refuse_engine(distributed_type: str) -> None:
-    """Refuse, in one line, the scale-out engines this loop has not been checked with (see README, Scaling out)."""
-    name = distributed_type.rsplit(".", 1)[-1]
-    if name == "FSDP":
-        raise ValueError(
-            "FSDP (from `accelerate config`) is not supported yet: evaluation, best-model saving and checkpoints "
-            "have not been checked with sharded weights on GPUs. Use DDP (training/configs/accelerate/multi_gpu.yaml); "
-            "SimCSE encoders fit on one GPU, and grad_cache_chunk_size gives large batches in little memory"
-        )
-    if name == "DEEPSPEED":
-        raise ValueError(
-            "DeepSpeed (from `accelerate config`) is not supported yet: it has not been run with this loop on GPUs; "
-            "ZeRO-3 (it shards the parameters that evaluation and saving read whole) and DeepSpeed with "
-            "grad_cache_chunk_size (its engine would step on the cache's embeddings-only backward) will stay refused. "
-            "Use DDP (training/configs/accelerate/multi_gpu.yaml), with grad_cache_chunk_size for large batches"
-        )
-
-
-def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> dict[str, Any]:
+def _setup(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool) -> _Setup:
+    """Build and prepare everything, write the run's config, restore a checkpoint when resuming."""
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)
-    main, run = accelerator.is_main_process, RunFolder(cfg.output_dir)
+    main = accelerator.is_main_process
     model = build_model(cfg)
     # map-style: Arrow, tokenized once by the main process; or a stream (streaming: true, max_steps given)
     data = open_training_data(cfg, model.encoder.tokenizer, accelerator)
@@ -149,8 +116,17 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
         run.truncate_metrics(state["step"])
     if cfg.log_with:
         accelerator.init_trackers("simcse", config={k: str(v) for k, v in vars(cfg).items()})
+    return _Setup(model, optimizer, scheduler, data, total, objective, state)
+
+
+def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> dict[str, Any]:
+    main, run = accelerator.is_main_process, RunFolder(cfg.output_dir)
+    setup = _setup(accelerator, cfg, run, resume)
+    model, scheduler, data, total, objective, state = (
+        setup.model, setup.scheduler, setup.data, setup.total, setup.objective, setup.state,
+    )  # fmt: skip
     evaluator = DevEvaluator(cfg.data_dir, cfg.eval_batch_size) if main else None
-    train_step, stop = TrainStep(accelerator, model, optimizer, cfg, objective), _Stop()
+    train_step, stop = TrainStep(accelerator, model, setup.optimizer, cfg, objective), _Stop()
     progress = _progress(total, state["step"], main)
     every = cfg.logging_steps or (1 if accelerator.device.type == "cpu" else 10)
     log_error: SaveError | None = None  # the main process's, shared with all at the next read

@@ -1,0 +1,57 @@
+"""The run's Accelerate state: the launcher's processes and precision, and the engines this loop refuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simcse.distributed import launched_on_cpu_only
+from simcse.train.config import TrainConfig
+
+
+def make_accelerator(cfg: TrainConfig) -> Any:
+    """Accelerate's state for this run: the launcher's processes, the launcher's or the config's precision.
+
+    ``mixed_precision`` None leaves the precision to ``accelerate config`` / ``ACCELERATE_MIXED_PRECISION``.
+    ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone); the
+    scheduler is stepped once per global step (Accelerate would step it once per process). Engines not
+    yet checked with this loop (FSDP, DeepSpeed) and bf16 on GPUs that only emulate it are refused.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    # the precision is process-wide state in Accelerate: a second train() in one process (a notebook, a
+    # grid) with another precision would be refused; the launcher's process group (PartialState) stays
+    AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir,
+        cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False,
+    )  # fmt: skip
+    refuse_engine(str(accelerator.distributed_type))
+    cuda = accelerator.device.type == "cuda"
+    if cuda and accelerator.mixed_precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise ValueError(
+            f"{torch.cuda.get_device_name()} has no bf16 kernels (only an emulation, several times slower): "
+            "use mixed_precision: fp16"
+        )
+    if cuda and cfg.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return accelerator
+
+
+def refuse_engine(distributed_type: str) -> None:
+    """Refuse, in one line, the scale-out engines this loop has not been checked with (see README, Scaling out)."""
+    name = distributed_type.rsplit(".", 1)[-1]
+    if name == "FSDP":
+        raise ValueError(
+            "FSDP (from `accelerate config`) is not supported yet: evaluation, best-model saving and checkpoints "
+            "have not been checked with sharded weights on GPUs. Use DDP (training/configs/accelerate/multi_gpu.yaml); "
+            "SimCSE encoders fit on one GPU, and grad_cache_chunk_size gives large batches in little memory"
+        )
+    if name == "DEEPSPEED":
+        raise ValueError(
+            "DeepSpeed (from `accelerate config`) is not supported yet: it has not been run with this loop on GPUs; "
+            "ZeRO-3 (it shards the parameters that evaluation and saving read whole) and DeepSpeed with "
+            "grad_cache_chunk_size (its engine would step on the cache's embeddings-only backward) will stay refused. "
+            "Use DDP (training/configs/accelerate/multi_gpu.yaml), with grad_cache_chunk_size for large batches"
+        )
