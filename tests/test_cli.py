@@ -52,6 +52,7 @@ def train_args(model: str, corpus: str, data_dir: str, out: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_train_with_test_tasks(tiny_model_dir, small_dev_data, files, tmp_path) -> None:
     out = str(tmp_path / "run")
     proc = simcse(
@@ -122,6 +123,7 @@ def test_gpu_example_scripts_run_their_recipe(script, tiny_model_dir, shared_dat
     assert {"STS12", "STSBenchmark", "SICKRelatedness"} <= scored  # --test-tasks: the whole suite
 
 
+@pytest.mark.slow
 def test_eval(tiny_model_dir, files) -> None:
     proc = simcse("eval", "--model", tiny_model_dir, "--tasks", files["sts.tsv"], "--no-align-uniform", "--no-progress")
     assert proc.returncode == 0, proc.stderr
@@ -175,6 +177,7 @@ def test_search_text_jsonl_and_stored_embeddings(tiny_model_dir, tiny_encoder, f
         ("search", ["--corpus", "MISSING.txt", "a query"], "missing.txt: not found"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_on_stderr(command, args, message, tiny_model_dir, files, tmp_path) -> None:
     args = [
         a.replace("EMPTY_LINE", files["empty_line.txt"]).replace("MISSING", str(tmp_path / "missing")) for a in args

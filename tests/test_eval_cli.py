@@ -56,6 +56,7 @@ def test_simcse_eval_end_to_end(tiny_model_dir: str, custom_file: str, shared_da
     assert [p for p in os.listdir(out.parent) if p != "r.json"] == []  # written atomically, no leftovers
 
 
+@pytest.mark.slow
 def test_evaluate_script_reports_a_missing_file_in_one_line(tiny_model_dir: str, tmp_path) -> None:
     missing = str(tmp_path / "nope.tsv")
     proc = _run(sys.executable, "eval/evaluate.py", "--model", tiny_model_dir, "--tasks", missing)

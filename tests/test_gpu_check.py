@@ -59,6 +59,7 @@ def test_summary_lines_and_junit_checks(tmp_path):
     assert not summary.passed
 
 
+@pytest.mark.slow
 def test_the_cuda_tests_are_collected_and_skip_without_a_gpu():
     import torch
 
@@ -74,6 +75,7 @@ def test_the_cuda_tests_are_collected_and_skip_without_a_gpu():
     assert " passed" not in proc.stdout and "error" not in proc.stdout.lower()
 
 
+@pytest.mark.slow
 def test_the_run_half_reports_a_missing_gpu_as_a_failure(tmp_path):
     import torch
 

@@ -88,6 +88,7 @@ def test_exclusions_positive_other_positives_and_copies_of_the_anchor() -> None:
     assert [n for _, _, n in two] == ["near", "far"]  # only two candidates are neither the anchor nor its positive
 
 
+@pytest.mark.slow
 def test_same_triplets_as_sentence_transformers(minilm_path, shared_data) -> None:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer

@@ -111,6 +111,7 @@ def test_mteb_meta_revision_follows_the_folder(tiny_model_dir, tmp_path) -> None
     assert first.name == "local/m"
 
 
+@pytest.mark.slow
 def test_eval_command_runs_mteb_on_local_data(tiny_model_dir, small_dev_data, tmp_path) -> None:
     from test_cli import simcse
 
@@ -129,6 +130,7 @@ def test_eval_command_runs_mteb_on_local_data(tiny_model_dir, small_dev_data, tm
     assert f"{score:6.2f}" in done.stdout
 
 
+@pytest.mark.slow
 def test_eval_mteb_errors_are_one_line(tiny_model_dir, small_dev_data) -> None:
     from test_cli import simcse
 

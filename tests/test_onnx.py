@@ -107,6 +107,7 @@ def test_minilm_onnx_matches_torch_and_sentence_transformers(minilm_path: str, t
     np.testing.assert_allclose(_st_pipeline_on_onnx(folder, INT8, SENTENCES), int8, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_export_and_encode_commands(exported: str, tmp_path) -> None:
     folder = str(tmp_path / "m")
     shutil.copytree(exported, folder, ignore=shutil.ignore_patterns("onnx"))
@@ -129,6 +130,7 @@ def test_export_and_encode_commands(exported: str, tmp_path) -> None:
         (["encode", "--model", "{tiny}", "--backend", "onnx", "{text}"], "no onnx/model.onnx; write it with"),
     ],
 )
+@pytest.mark.slow
 def test_onnx_command_errors_are_one_line(args, message, tiny_model_dir, tmp_path) -> None:
     text = tmp_path / "in.txt"
     text.write_text("a\n")
@@ -138,6 +140,7 @@ def test_onnx_command_errors_are_one_line(args, message, tiny_model_dir, tmp_pat
     assert lines[0].startswith(f"simcse {args[0]}: error: ") and message in lines[0]
 
 
+@pytest.mark.slow
 def test_export_help_shows_an_example() -> None:
     done = simcse("export", "--help")
     assert done.returncode == 0 and "simcse export runs/" in done.stdout and "--quantize" in done.stdout

@@ -52,6 +52,7 @@ def test_no_warning_for_ourselves_or_an_old_editable_install(tmp_path: Path) -> 
     assert reference_conflict() is None  # this environment
 
 
+@pytest.mark.slow
 def test_import_warns_once_with_the_reference_installed(tmp_path: Path) -> None:
     # a copy of the package with the reference's tool.py beside it, imported in a fresh interpreter
     shutil.copytree(Path(REPO) / "simcse", tmp_path / "simcse", ignore=shutil.ignore_patterns("__pycache__"))

@@ -192,6 +192,7 @@ def assert_same_run(out: str, state: dict, reference: tuple[str, dict]) -> None:
         assert g.get("stsb_dev") == pytest.approx(w.get("stsb_dev"), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_resumes_to_the_uninterrupted_weights(run_config, reference, tmp_path):
     out = str(tmp_path / "run")
     ckpts = os.path.join(out, "checkpoints")
@@ -243,6 +244,7 @@ def test_sigkill_at_any_moment_resumes_to_the_uninterrupted_weights(run_config, 
     assert_same_run(out, state, reference())
 
 
+@pytest.mark.slow
 def test_sigterm_saves_exits_0_and_resume_continues_from_there(run_config, reference, tmp_path):
     out = str(tmp_path / "run")
     child = Child(run_config, out)

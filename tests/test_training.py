@@ -176,6 +176,7 @@ def run_probe(n_proc, out, overrides):
 
 
 @pytest.mark.parametrize("mode", ["unsup", "triplets"])
+@pytest.mark.slow
 def test_two_processes_equal_one_process_global_batch(tiny_model_dir, corpus, triplets, tmp_path, mode):
     common = dict(model_name_or_path=tiny_model_dir, dropout=0.0, max_seq_len=16, mode=mode)
     if mode == "unsup":
