@@ -107,8 +107,11 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`RunFolderBusy` naming the holder."""
-        import fcntl
-
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; the run goes on unguarded rather than not at all
+            logger.warning("%s: no file locking on this platform; do not start two runs into this folder", self.path)
+            return
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
