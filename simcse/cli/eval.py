@@ -18,10 +18,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from simcse.cli.common import CommandError, configure_logging, load_encoder, one_line, run_command
+from simcse.cli.common import (
+    CommandError,
+    add_pooler_argument,
+    configure_logging,
+    load_encoder,
+    one_line,
+    run_command,
+)
 from simcse.cli.mteb_eval import add_mteb_arguments, run_mteb
 from simcse.data_dir import resolve_data_dir
-from simcse.encoder.pooling import POOLERS
 from simcse.evaluation.tasks import TASKS, STSTask, load_task
 from simcse.io import atomic_write_text
 
@@ -52,10 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--model", required=True, action="extend", nargs="+", metavar="PATH_OR_NAME",
         help="model folder or hub name (ours, sentence-transformers or plain Hugging Face); repeat to compare",
     )  # fmt: skip
-    parser.add_argument(
-        "--pooler", choices=POOLERS, default=None,
-        help="pooling mode; default: the folder's own choice, else cls (with the checkpoint's pooler as head)",
-    )  # fmt: skip
+    add_pooler_argument(parser)
     parser.add_argument(
         "--tasks", nargs="+", default=list(TASKS), metavar="TASK",
         help=f"task names ({', '.join(TASKS)}) or custom STS files (sentence1<TAB>sentence2<TAB>score, 0-5)",
