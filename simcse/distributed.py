@@ -1,13 +1,23 @@
-"""Cross-process helpers: gather with gradient, rank offsets; identity on one process.
+"""Cross-process helpers: gather with gradient, rank offsets, agreements; identity on one process.
 
 ``accelerator.gather`` carries no gradient, so in-batch negatives from other processes would be
 constants. :func:`gather_with_grad` all-gathers forward and sums the incoming gradients backward
 (an all-reduce, which every backend including gloo supports), so the gradient of each process's
 embeddings equals that of the single-process global batch.
+
+Two kinds of wait, two timeouts. The training step's collectives run on the default process group
+(NCCL on GPUs), whose timeout (``ddp_timeout``) should stay short enough to catch a real hang. Where
+every process waits for one process's long work (the main process tokenizing the corpus, evaluating,
+writing the best model or a checkpoint), they wait in :func:`share_outcome` on a separate gloo group
+with its own, longer timeout (:func:`setup_wait_group`, ``wait_timeout``): a CPU-side wait that NCCL's
+watchdog never sees. :func:`share_outcome` also carries the outcome: when the work failed on one
+process, every process raises at once with that process's message, instead of the others waiting for
+a collective that never comes until the timeout.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
@@ -83,9 +93,68 @@ def sum_over_processes(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def all_agree(ok: bool, device: torch.device | str = "cpu") -> bool:
-    """True when ``ok`` holds on every process (one collective; every process must call it)."""
+
+class PeerFailed(RuntimeError):
+    """Another process failed; raised on every process that did not, with the failing process's message."""
+
+
+_WAIT: dict[str, object] = {}  # the gloo group for long waits: {"group", "timeout", "world"}
+
+
+def setup_wait_group(timeout_s: float) -> None:
+    """Create the gloo group on which :func:`share_outcome` waits, with a timeout of ``timeout_s`` seconds.
+
+    Every process must call it at the same point (creating a group is collective); calling it again
+    with the same timeout reuses the group. Nothing happens on one process.
+    """
     if not is_distributed():
-        return ok
-    flag = torch.tensor([0.0 if ok else 1.0], device=device)
-    return float(sum_over_processes(flag)) == 0.0
+        return
+    key = (float(timeout_s), dist.get_world_size(), id(dist.group.WORLD))
+    if _WAIT.get("key") != key:
+        group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        _WAIT.update(key=key, group=group)
+
+
+def _wait_group() -> object | None:
+    """The group of :func:`setup_wait_group` when it belongs to the current process group, else None (default)."""
+    key = _WAIT.get("key")
+    if key is not None and key[1:] == (dist.get_world_size(), id(dist.group.WORLD)):  # type: ignore[index]
+        return _WAIT["group"]
+    return None
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return text or type(err).__name__
+
+
+def gather_objects(value: object) -> list[object]:
+    """``value`` of every process, in rank order (picklable objects; on the long-wait group)."""
+    if not is_distributed():
+        return [value]
+    values: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value, group=_wait_group())
+    return values
+
+
+def share_outcome(error: BaseException | None, what: str) -> None:
+    """Tell every process whether its part of ``what`` failed; raise on all of them if one did.
+
+    Every process calls this at the same point, after its own part of the work (which may be nothing:
+    the main process alone builds, evaluates or saves, the others only wait here). A process whose own
+    part failed re-raises its error; the others raise :class:`PeerFailed` naming the first failing
+    process and its message. On one process, ``error`` is simply raised.
+
+    The wait runs on the group of :func:`setup_wait_group` (gloo, the long ``wait_timeout``) when there
+    is one, so waiting for a long build or save does not hit the training collectives' timeout.
+    """
+    if not is_distributed():
+        if error is not None:
+            raise error
+        return
+    messages = gather_objects(None if error is None else _one_line(error))
+    if error is not None:
+        raise error
+    for rank, message in enumerate(messages):
+        if message is not None:
+            raise PeerFailed(f"process {rank} failed while {what}: {message}")

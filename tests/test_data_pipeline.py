@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 
 from simcse.train import train
 from simcse.train.config import load_config
-from simcse.train.data import load_training_views
+from simcse.train.data import FINGERPRINTS_DIR, file_fingerprint, load_training_views
 from simcse.train.readers import DataError
 from simcse.train.schedule import BatchSchedule, MapData
 from simcse.train.stream import StreamData
@@ -114,11 +114,32 @@ def test_cache_is_built_once_reused_and_rebuilt_when_the_source_changes(tiny_mod
         first = load_training_views(cfg, tokenizer)
         second = load_training_views(cfg, tokenizer)
     assert caplog.text.count("tokenized ") == 1 and first.folder == second.folder
-    assert os.listdir(tmp_path / "cache") == [os.path.basename(first.folder)]  # no temporary folder left
+    kept = sorted(os.listdir(tmp_path / "cache"))  # no temporary folder left; the memo of the file's content hash
+    assert kept == sorted([os.path.basename(first.folder), FINGERPRINTS_DIR])
     assert second.data.cache_files and second.data.cache_files[0]["filename"].startswith(first.folder)  # mmapped
     write_corpus(path, n=48, seed=1)  # new content: a new cache, the new rows
     third = load_training_views(cfg, tokenizer, verbose=False)
     assert len(third) == 48 and third.folder != first.folder
+
+
+def test_copies_of_the_data_at_other_paths_share_one_cache(tiny_model_dir, tokenizer, tmp_path, caplog):
+    """A cluster's machines each hold their own copy of the data (another path, another mtime): the cache is
+    keyed by the content, so a cache built from one copy serves the others; a copy that differs gets its own."""
+    import hashlib
+    import shutil
+
+    (tmp_path / "node0").mkdir(), (tmp_path / "node1").mkdir()
+    lines = write_corpus(tmp_path / "node0" / "c.txt", n=40)
+    shutil.copy(tmp_path / "node0" / "c.txt", tmp_path / "node1" / "c.txt")  # copy: a new mtime, a new path
+    os.utime(tmp_path / "node1" / "c.txt", (1, 1))
+    cfgs = [cfg_for(tiny_model_dir, tmp_path / f"node{i}" / "c.txt", tmp_path) for i in (0, 1)]
+    with caplog.at_level("INFO", logger="simcse"):
+        first, second = (load_training_views(cfg, tokenizer) for cfg in cfgs)
+    assert caplog.text.count("tokenized ") == 1 and first.folder == second.folder
+    expected = hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()  # an independent hash of the bytes
+    assert file_fingerprint(str(tmp_path / "node1" / "c.txt")) == f"sha256:{expected}"
+    (tmp_path / "node1" / "c.txt").write_text("\n".join(lines[:-1]) + "\n")  # this copy now differs
+    assert load_training_views(cfgs[1], tokenizer, verbose=False).folder != first.folder
 
 
 def test_a_build_interrupted_midway_is_never_used(tiny_model_dir, tokenizer, tmp_path):
@@ -143,7 +164,7 @@ def test_a_build_interrupted_midway_is_never_used(tiny_model_dir, tokenizer, tmp
 
     with pytest.raises(KeyboardInterrupt):
         load_training_views(cfg, Failing(tokenizer), verbose=False)
-    assert os.listdir(tmp_path / "cache") == []  # nothing half-written under a name a run would use
+    assert os.listdir(tmp_path / "cache") == [FINGERPRINTS_DIR]  # nothing half-written under a name a run would use
     views = load_training_views(cfg, tokenizer, verbose=False)
     assert len(views) == 3000
 
@@ -210,12 +231,13 @@ def test_stream_split_by_process_unites_to_the_one_process_batch(tiny_model_dir,
     split = [list(h.epoch_rows(0)) for h in halves]
     assert rows_one[0::2] == split[0] and rows_one[1::2] == split[1]
     # step k's batch on 2 processes = the 1-process batch of step k (as a set of rows)
-    b1 = [b["input_ids"] for _, b in zip(range(4), one.cpu_batches(0))]
-    b2 = [[b["input_ids"] for _, b in zip(range(4), h.cpu_batches(0))] for h in halves]
+    def rows(batch, n):  # each row's tokens without its padding (a batch pads to its own longest row)
+        return [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(batch["input_ids"][:n], batch["attention_mask"])]
+
+    b1 = [b for _, b in zip(range(4), one.cpu_batches(0))]
+    b2 = [[b for _, b in zip(range(4), h.cpu_batches(0))] for h in halves]
     for k in range(4):
-        ones = {tuple(r.tolist()) for r in b1[k][:16]}
-        twos = {tuple(r.tolist()) for h in (0, 1) for r in b2[h][k][:8]}
-        assert ones == twos
+        assert set(rows(b1[k], 16)) == {r for h in (0, 1) for r in rows(b2[h][k], 8)}
     # a later start reads past the earlier rows: the same batches as from the start
     later = [b["input_ids"] for _, b in zip(range(3), halves[1].cpu_batches(5))]  # crosses into epoch 1
     from_start = [b["input_ids"] for _, b in zip(range(8), halves[1].cpu_batches(0))][5:]

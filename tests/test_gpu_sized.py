@@ -16,7 +16,10 @@ from simcse.train import load_config, train
 from simcse.train.launch import refuse_engine
 from simcse.train.objective import ObjectiveStep
 from simcse.train.step import TrainStep, build_optimizer
+from tests.helpers.syncs import WouldSync
 from tests.test_training import write_corpus
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy")
 
@@ -181,3 +184,64 @@ def test_every_module_the_loss_uses_runs_inside_the_models_forward(tiny_model_di
     loss = compute_loss(model, batch, cfg, model.encoder.tokenizer, ObjectiveStep(cfg, model.encoder.dim))
     loss.backward()
     assert calls and all(calls), calls
+
+
+@pytest.mark.parametrize(
+    ("flag", "engine"), [("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"), ("ACCELERATE_USE_FSDP", "FSDP")]
+)
+def test_an_engine_set_by_the_launcher_is_refused_before_anything_is_built(
+    tiny_model_dir, corpus, tmp_path, small_dev_data, flag, engine
+):
+    """`accelerate launch` with a DeepSpeed / FSDP config sets these flags; the refusal must come first
+    (Accelerator() would otherwise fail on its own, e.g. asking to install DeepSpeed)."""
+    import subprocess
+
+    args = [f"--model_name_or_path={tiny_model_dir}", f"--train_file={corpus}", f"--output_dir={tmp_path / 'run'}"]
+    run = subprocess.run(
+        [sys.executable, os.path.join(REPO, "training", "train.py"), *args], capture_output=True, text=True,
+        env={**os.environ, flag: "true", "PYTHONPATH": REPO}, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"simcse train: error: {engine} (from `accelerate config`) is not supported yet"), last
+    assert not os.path.exists(tmp_path / "run")  # nothing built, nothing written
+
+
+def test_every_shipped_launcher_template_runs_an_engine_the_trainer_accepts():
+    """A template the trainer refuses could never reach its own message (Accelerate's launcher stops first)."""
+    import yaml
+
+    folder = os.path.join(REPO, "training", "configs", "accelerate")
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            engine = yaml.safe_load(f)["distributed_type"]
+        refuse_engine(f"DistributedType.{engine}")  # raises for a refused engine
+
+
+@pytest.mark.parametrize("kw", [{"do_mlm": True}, {"objective": "contrastive", "mode": "pairs"}, {}])
+def test_a_step_that_is_not_read_makes_no_host_sync_of_its_own(tiny_model_dir, tmp_path, small_dev_data, kw):
+    """MLM masking, the pair objectives' labels, the special tokens, the stop flag: built on the device."""
+    from accelerate import Accelerator
+
+    from simcse.train.data import load_training_views
+    from simcse.train.model import build_model
+    from tests.test_training import write_triplets
+
+    kw = dict(kw)
+    data = tmp_path / ("nli.csv" if kw.get("mode") == "pairs" else "corpus.txt")
+    (write_triplets if kw.get("mode") == "pairs" else write_corpus)(data)
+    cfg = config(tiny_model_dir, str(data), tmp_path, small_dev_data, **kw)
+    model = build_model(cfg)
+    views = load_training_views(cfg, model.encoder.tokenizer, verbose=False)
+    accelerator = Accelerator(cpu=True)
+    optimizer = build_optimizer(model, cfg)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    step = TrainStep(accelerator, model, optimizer, cfg, ObjectiveStep(cfg, model.encoder.dim))
+    batch = views.collate(range(8))  # collated on the host, by the loader
+    step(batch, read=False)  # warm-up (constants copied to the device once)
+    with WouldSync() as syncs:
+        step(batch, read=False, stop=True)
+    assert syncs.found == [], syncs.found
+    with WouldSync() as syncs:  # a read step: its one sync is the read itself (.tolist(), counted by HostReads above)
+        step(batch, read=True, failed=True)
+    assert syncs.found == [], syncs.found

@@ -29,7 +29,7 @@ def data(tmp_path):
     return {"unsup": str(tmp_path / "corpus.txt"), "triplets": str(tmp_path / "nli.csv")}
 
 
-def setup(tiny_model_dir, data, tmp_path, mode, **kw):
+def batch_setup(tiny_model_dir, data, tmp_path, mode, **kw):
     """A model in train mode (dropout on unless ``dropout=0.0``) and one batch of 8 examples."""
     extra = {"hard_negative_weight": 0.5, "mlp_only_train": False} if mode == "triplets" else {}
     cfg = cfg_for(tiny_model_dir, data[mode], tmp_path, mode=mode, **extra, **kw)
@@ -84,7 +84,7 @@ def assert_same(a, b):
 
 @pytest.mark.parametrize("mode", ["unsup", "triplets"])
 def test_one_chunk_equals_plain_step_with_dropout(tiny_model_dir, data, tmp_path, mode):
-    cfg, model, batch = setup(tiny_model_dir, data, tmp_path, mode)
+    cfg, model, batch = batch_setup(tiny_model_dir, data, tmp_path, mode)
     reference = grads_after(model, lambda: plain(model, batch, cfg))
     # a second plain run from another RNG state differs: dropout is on and the masks matter
     torch.manual_seed(SEED + 1)
@@ -94,7 +94,7 @@ def test_one_chunk_equals_plain_step_with_dropout(tiny_model_dir, data, tmp_path
 
 @pytest.mark.parametrize("mode", ["unsup", "triplets"])
 def test_chunks_equal_one_backward_over_the_same_dropout_masks(tiny_model_dir, data, tmp_path, mode):
-    cfg, model, batch = setup(tiny_model_dir, data, tmp_path, mode)
+    cfg, model, batch = batch_setup(tiny_model_dir, data, tmp_path, mode)
     chunk = 5  # uneven, and chunks straddle the boundary between views
     reference = grads_after(model, lambda: same_masks_reference(model, batch, cfg, chunk))
     rows = []
@@ -109,13 +109,13 @@ def test_chunks_equal_one_backward_over_the_same_dropout_masks(tiny_model_dir, d
 
 @pytest.mark.parametrize("mode", ["unsup", "triplets"])
 def test_chunks_equal_plain_step_without_dropout(tiny_model_dir, data, tmp_path, mode):
-    cfg, model, batch = setup(tiny_model_dir, data, tmp_path, mode, dropout=0.0)
+    cfg, model, batch = batch_setup(tiny_model_dir, data, tmp_path, mode, dropout=0.0)
     reference = grads_after(model, lambda: plain(model, batch, cfg))
     assert_same(reference, grads_after(model, lambda: cached(model, batch, cfg, chunk=3)))
 
 
 def test_rng_continues_as_after_phase_one(tiny_model_dir, data, tmp_path):
-    cfg, model, batch = setup(tiny_model_dir, data, tmp_path, "unsup")
+    cfg, model, batch = batch_setup(tiny_model_dir, data, tmp_path, "unsup")
     cache = GradCache(5, lambda z: contrastive_loss(z, cfg), views=2)
     loss = cache.loss(model, batch)
     after_phase_one = torch.get_rng_state()

@@ -139,3 +139,20 @@ def test_grad_cache_equals_the_plain_step_with_lora_and_checkpointing(llama_dir,
     assert_same_grads(reference, grads_after(model, lambda: cached(model, batch, cfg, chunk=64)))
     chunked = grads_after(model, lambda: same_masks_reference(model, batch, cfg, 5))
     assert_same_grads(chunked, grads_after(model, lambda: cached(model, batch, cfg, chunk=5)))
+
+
+def test_qlora_preparation_keeps_gradient_checkpointing_non_reentrant(tmp_path):
+    """peft's prepare_model_for_kbit_training re-enables checkpointing with transformers' default (reentrant)
+    unless told; ours passes use_reentrant=False on. A 4-bit load needs CUDA, so the flag peft reads is set."""
+    from transformers import AutoModel
+
+    from simcse.train.llm import prepare_quantized
+
+    model = AutoModel.from_pretrained(build_tiny_decoder_dir(str(tmp_path / "llama")))
+    model.is_loaded_in_4bit = True  # what a bitsandbytes load sets (peft's test for a quantized model)
+    prepared = prepare_quantized(model, gradient_checkpointing=True)
+    functions = [getattr(m, "_gradient_checkpointing_func", None) for m in prepared.modules()]
+    functions = [f for f in functions if f is not None]
+    kinds = [f.keywords.get("use_reentrant") for f in functions]
+    assert kinds and all(kind is False for kind in kinds), kinds
+    assert prepared.is_gradient_checkpointing

@@ -274,10 +274,64 @@ def test_full_disk_during_a_save_stops_every_process_in_one_line_and_keeps_what_
     assert len(errors) == 2, run.stderr[-3000:]  # one line from each process, no traceback of ours
     cause = next(e for e in errors if "File too large" in e)
     assert "could not write the " in cause and "Nothing saved before was changed" in cause and "--resume" in cause
-    assert any("another process could not write" in e for e in errors)
+    assert any("process 0 failed while writing the" in e for e in errors)  # the other process names the cause
     assert {sub: _digests(os.path.join(out, sub)) for sub in before} == before  # untouched
     leftovers = [n for n in os.listdir(os.path.join(out, "checkpoints")) if n.startswith(".tmp-")]
     assert not leftovers  # nothing half-written
     assert not os.path.exists(os.path.join(out, ".simcse.lock"))
     launch(2, {**cfg, "max_steps": 8}, resume=True)  # space is back: the run continues
     assert metrics(out)[-1]["step"] == 8 and np.isfinite(metrics(out)[-1]["loss"])
+
+
+def test_seeds_on_two_processes_equal_each_seeds_one_process_run(base, files, tmp_path):
+    """``--seeds`` trains one run after another in the same processes: the process group must outlive each run."""
+    cfg = {**base, "train_file": files["unsup"], "max_steps": 6, "eval_steps": 3, "checkpoint_steps": 6}
+    test_file = tmp_path / "sts.tsv"  # the test suite each seed's model is scored on: 60 STS-B dev pairs
+    with open(os.path.join(base["data_dir"], "senteval", "STS", "STSBenchmark", "sts-dev.csv"), encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f][:60]
+    test_file.write_text("".join(f"{r[5]}\t{r[6]}\t{r[4]}\n" for r in rows), encoding="utf-8")
+    seeds = ["--seeds", "1", "2", "--test-tasks", str(test_file)]
+    one, two = tmp_path / "one", tmp_path / "two"
+    for n_proc, out, batch in ((1, one, 16), (2, two, 8)):
+        args = [*command(n_proc, {**cfg, "batch_size": batch, "output_dir": out}), *seeds]
+        run = subprocess.run(args, capture_output=True, text=True, env=env(), timeout=300, cwd=REPO)
+        assert run.returncode == 0, run.stderr[-4000:]
+    for seed in (1, 2):
+        a, b = one / f"seed-{seed}", two / f"seed-{seed}"
+        assert_same_training(weights(checkpoint(str(a), 6)), weights(checkpoint(str(b), 6)))
+        for x, y in zip(metrics(str(a)), metrics(str(b))):
+            assert y["loss"] == pytest.approx(x["loss"], abs=1e-5), (seed, x["step"])
+    assert (two / "seeds.md").is_file()
+    w1, w2 = weights(checkpoint(str(two / "seed-1"), 6)), weights(checkpoint(str(two / "seed-2"), 6))
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # the seeds differ
+
+
+def test_sigterm_is_seen_within_steps_whatever_logging_steps_is(base, files, tmp_path):
+    """With nothing read for 100,000 steps, a pre-emption still stops the run at once (with a checkpoint)."""
+    out = str(tmp_path / "term")
+    cfg = {**base, "train_file": files["unsup"], "batch_size": 8, "output_dir": out, "max_steps": 100_000,
+           "eval_steps": 100_000, "checkpoint_steps": 100_000, "logging_steps": 100_000,
+           "collapse_check_steps": 0}  # fmt: skip
+    proc = subprocess.Popen(command(2, cfg), env=env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stdout:  # the main process logs the data once it is loaded: training starts next
+            lines.append(line)
+            if "training examples" in line:
+                break
+        time.sleep(3)  # some steps in
+        workers = _workers(proc.pid)
+        assert sorted(workers) == [0, 1], "".join(lines)[-3000:]
+        os.kill(workers[1], signal.SIGTERM)
+        signalled = time.time()
+        output, _ = proc.communicate(timeout=120)
+        assert time.time() - signalled < 60  # not 100,000 steps later
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-3000:]
+    saved = os.listdir(os.path.join(out, "checkpoints"))
+    assert len(saved) == 1 and 1 <= int(saved[0].split("-")[1]) < 100_000
+    folder = os.path.join(out, "checkpoints", saved[0])
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= set(os.listdir(folder))

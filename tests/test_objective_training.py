@@ -73,6 +73,17 @@ def config(model_dir: str, files: dict[str, str], out: str, objective: str, data
     return load_config(None, {**values, **kw})
 
 
+def objective_batch(model_dir: str, files: dict[str, str], out: str, objective: str, **kw):
+    """``(cfg, model in train mode, one batch of 8)`` for ``objective`` on its usual data (``MODE``)."""
+    from simcse.train.data import load_training_views
+    from simcse.train.model import build_model
+
+    cfg = config(model_dir, files, out, objective, **kw)
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    return cfg, model, load_training_views(cfg, model.encoder.tokenizer, verbose=False).collate(list(range(8)))
+
+
 def _load(path: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 

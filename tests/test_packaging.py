@@ -92,3 +92,25 @@ def test_wheel_and_sdist_build_and_pass_twine_check(tmp_path: Path) -> None:
     assert "simcse = simcse.cli:main" in entry
     with tarfile.open(sdist) as tf:
         assert "simcse_toolkit-0.1.0/pyproject.toml" in tf.getnames()
+
+
+def test_the_lowest_versions_ci_installs_are_pyprojects_lower_bounds() -> None:
+    """A version range is a promise: .ci/lowest.txt (installed by scripts/test_lowest.sh in CI) must pin each
+    dependency at exactly the lower bound pyproject.toml declares, so the lowest declared versions are tested."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lowest_versions", Path(REPO) / "scripts" / "lowest_versions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    declared = module.lowest()
+    pinned = {}
+    for line in (Path(REPO) / ".ci" / "lowest.txt").read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.split("==")
+            pinned[name.strip().lower().replace("_", "-")] = version.strip()
+    assert {"torch", "transformers", "accelerate", "sentence-transformers"} <= set(declared)
+    off = {name: (low, pinned.get(name)) for name, low in declared.items() if pinned.get(name) != low}
+    # a bound written short (1.2) is the same release as its pin (1.2.0)
+    off = {n: v for n, v in off.items() if v[1] is None or v[1].split(".")[: len(v[0].split("."))] != v[0].split(".")
+           or any(x != "0" for x in v[1].split(".")[len(v[0].split(".")) :])}  # fmt: skip
+    assert off == {}, f"pyproject lower bound vs .ci/lowest.txt: {off}"

@@ -8,13 +8,14 @@ import os
 import sys
 from typing import Any
 
+from simcse.distributed import PeerFailed
 from simcse.encoder.pooling import POOLERS
 
 logger = logging.getLogger(__name__)
 
-# Errors a user can cause and fix (a path, a file's content, a value); anything else is a bug and
-# keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, ImportError)
+# Errors a user can cause and fix (a path, a file's content, a value), and another process's failure
+# (its own process prints the cause); anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, ImportError, PeerFailed)
 
 
 class CommandError(Exception):

@@ -75,9 +75,12 @@ def run_train(args: argparse.Namespace) -> int:
         load_task(task, cfg.data_dir)
     if cfg.push_to_hub:  # a missing token fails now, not after the training
         _check_push(cfg.push_to_hub, bool(args.seeds))
-    if args.seeds:
-        return _run_seeds(cfg, args.seeds, args.resume, tasks or list(TASKS))
-    state = train(cfg, resume=args.resume)
+    try:
+        if args.seeds:
+            return _run_seeds(cfg, args.seeds, args.resume, tasks or list(TASKS))
+        state = train(cfg, resume=args.resume)
+    finally:
+        _end_process_group()  # once, after every run of the command (train() keeps it for the next seed)
     if not _is_main_process():
         return 0
     print(
@@ -117,6 +120,14 @@ def _run_seeds(cfg: TrainConfig, seeds: list[int], resume: bool, tasks: list[str
     if summary is not None:
         print(f"{format_summary(summary)}\nwritten: {', '.join(summary['files'])}")
     return 0
+
+
+def _end_process_group() -> None:
+    """End the launcher's process group (a local call on each process, not a collective)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _is_main_process() -> bool:

@@ -29,6 +29,8 @@ class StepInputs:
         batch: The step's tokenized rows, view-major (read by a momentum encoder).
         predictions: The predictor's output of every view ``(views, n, dim)``, computed in the model's
             forward (BYOL / SimSiam); None: the step function calls ``modules.predictor`` itself.
+        targets: The momentum encoder's embeddings of every view ``(views, n, dim)`` when computed ahead
+            (the trainer does, under the step's autocast); None: :meth:`target_views` computes them.
         enqueue: Set by the step function: keys to add to :attr:`state` after the optimizer step.
     """
 
@@ -41,6 +43,7 @@ class StepInputs:
     state: Any = None
     batch: dict[str, torch.Tensor] = field(default_factory=dict)
     predictions: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
     enqueue: torch.Tensor | None = None
 
     @property
@@ -50,6 +53,8 @@ class StepInputs:
 
     def target_views(self) -> torch.Tensor:
         """The momentum encoder's embeddings of every view, shaped like ``z``: ``(views, n, dim)``, no graph."""
+        if self.targets is not None:
+            return self.targets
         return self.modules.target(use_head=True, **self.batch).view(self.z.shape)  # (views * n, dim) -> z's shape
 
 

@@ -134,7 +134,7 @@ def labelled_pairs(
     """
     n = anchors.shape[0]
     negatives = hard_negatives if hard_negatives is not None else positives.roll(-1, dims=0)  # (n, dim)
-    labels = torch.cat([torch.ones(n), torch.zeros(n)]).to(anchors.device)  # (2n,)
+    labels = (torch.arange(2 * n, device=anchors.device) < n).to(anchors.dtype)  # (2n,): 1 then 0, made on the device
     return torch.cat([anchors, anchors]), torch.cat([positives, negatives]), labels  # (2n, dim) x 2, (2n,)
 
 

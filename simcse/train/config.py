@@ -115,6 +115,14 @@ class TrainConfig:
         None, "record loss and lr every N steps, the step's only host sync (None: 1 on CPU, 10 on GPU)"
     )
     keep_last_n: int = _f(2, "resumable checkpoints kept")
+    ddp_timeout: int = _f(
+        1800, "seconds a collective of the training step may wait before the run fails (NCCL's own default: 600)"
+    )
+    wait_timeout: int = _f(
+        10800,
+        "seconds every process may wait for one process's long work: the main process tokenizing the corpus "
+        "(~10k lines/s), evaluating, writing the best model or a checkpoint (see README, Scaling out)",
+    )
     max_nonfinite_steps: int = _f(10, "stop after this many non-finite losses in a row")
     output_dir: str = _f("runs/simcse", "run directory (model, checkpoints, metrics, config)")
     log_with: str | None = _f(None, "Accelerate tracker, e.g. tensorboard")

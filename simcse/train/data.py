@@ -25,17 +25,19 @@ import numpy as np
 import torch
 
 from simcse.data_dir import data_path
+from simcse.io import atomic_write_text
 from simcse.train.config import TrainConfig
 from simcse.train.prompts import column_prompts, encode_column, prompt_keys
 from simcse.train.readers import MAX_LINE_CHARS, DataError, ReadReport, file_format, iter_hub_rows, iter_rows
 from simcse.train.schedule import BatchSchedule
 
-__all__ = ["BatchSchedule", "TokenizedViews", "load_training_views", "source_rows"]
+__all__ = ["BatchSchedule", "TokenizedViews", "file_fingerprint", "load_training_views", "source_rows"]
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the cache's layout or content changes
+CACHE_VERSION = 2  # bump when the cache's layout or content changes
 TOKENS_FILE, META_FILE = "tokens.arrow", "meta.json"
+FINGERPRINTS_DIR = "fingerprints"  # memoised content hashes of source files, beside the cache folders
 
 
 def source_rows(cfg: TrainConfig, report: ReadReport, streaming: bool = False) -> Iterator[tuple[str, ...]]:
@@ -63,6 +65,13 @@ def load_training_views(
     Unsupervised: one column (a sentence), used for both views. Pairs: ``sent0, sent1``.
     Triplets: ``sent0, sent1, hard_neg``. Column names come from ``cfg.columns``.
 
+    Under several processes the global main process builds the cache while the others wait (on the
+    long-wait group: :func:`simcse.distributed.share_outcome`); then the first process of every other
+    machine builds its own copy where its cache folder does not show the main process's (node-local
+    disks), and every process memory-maps its machine's copy. The cache is keyed by the file's content,
+    so each machine's own copy of the data finds a cache built from another copy, and machines whose
+    copies differ are refused.
+
     Args:
         cfg: The run's config (source, mode, columns, ``max_seq_len``, ``data_cache_dir``...).
         tokenizer: The encoder's tokenizer.
@@ -72,26 +81,55 @@ def load_training_views(
     Raises:
         DataError: a bad row (file, line and problem), or no rows at all; on every process.
     """
-    folder = _cache_folder(cfg, tokenizer)
-    main = accelerator is None or accelerator.is_main_process
-    error: DataError | None = None
-    if main and not os.path.isfile(os.path.join(folder, META_FILE)):
-        try:
-            _build(cfg, tokenizer, folder)
-        except DataError as err:
-            error = err
-    if accelerator is not None and accelerator.num_processes > 1:
-        from simcse.distributed import all_agree
+    from simcse.distributed import share_outcome
 
-        # one collective on every process, after the main process's build: the others wait here, then all agree
-        if not all_agree(error is None, accelerator.device):
-            raise error or DataError(f"{_source(cfg)}: the main process could not read the training data (its error)")
-    elif error is not None:
-        raise error
+    several = accelerator is not None and accelerator.num_processes > 1
+    main = accelerator is None or accelerator.is_main_process
+    local_main = accelerator is None or accelerator.is_local_main_process
+    source = _source(cfg)
+    if not several:
+        folder = _cache_folder(cfg, tokenizer)
+    else:  # the first process of each machine hashes the file (memoised); then the others read the memo
+        folder, error = _attempt(lambda: _cache_folder(cfg, tokenizer)) if local_main else (None, None)
+        share_outcome(error, f"reading {source}")
+        if folder is None:
+            folder, error = _attempt(lambda: _cache_folder(cfg, tokenizer))
+        share_outcome(error, f"reading {source}")
+        _check_same_data(folder, source)
+    # the main process builds; then the first process of a machine that does not see its cache builds one
+    for builds in (main, local_main and not main):
+        error = None
+        if builds and not os.path.isfile(os.path.join(folder, META_FILE)):
+            _, error = _attempt(lambda: _build(cfg, tokenizer, folder))
+        if several:
+            share_outcome(error, f"tokenizing {source}")
+        elif error is not None:
+            raise error
     views = TokenizedViews.open(folder)
     if verbose:
-        _log_counts(views, _source(cfg), cfg.mode)
+        _log_counts(views, source, cfg.mode)
     return views
+
+
+def _attempt(work: Any) -> tuple[Any, BaseException | None]:
+    """``(work(), None)``, or ``(None, error)`` for an error a process must share before raising it."""
+    try:
+        return work(), None
+    except Exception as err:  # shared with the other processes, then raised on every one
+        return None, err
+
+
+def _check_same_data(folder: str, source: str) -> None:
+    """Every process must read the same data: the cache names (content hashes) of all processes agree."""
+    from simcse.distributed import gather_objects
+
+    names = gather_objects(os.path.basename(folder))
+    if len(set(names)) > 1:
+        ranks = {name: [r for r, n in enumerate(names) if n == name] for name in dict.fromkeys(names)}
+        raise DataError(
+            f"{source}: the processes do not read the same data (each machine's copy of the file, or the tokenizer, "
+            f"differs): {'; '.join(f'processes {r} see {n}' for n, r in ranks.items())}"
+        )
 
 
 class TokenizedViews:
@@ -185,9 +223,15 @@ def tokenized_keys(tokenizer: Any) -> list[str]:
 
 
 def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
-    """The cache folder for this source, tokenizer and settings (its name is a hash of all of them)."""
+    """The cache folder for this source, tokenizer and settings (its name is a hash of all of them).
+
+    A file is keyed by its content (a hash of its bytes, memoised per path, size and modification
+    time), not by where it lies: each machine of a cluster can hold its own copy and still find the
+    cache another copy built.
+    """
     from datasets import config as ds_config
 
+    root = cfg.data_cache_dir or os.path.join(str(ds_config.HF_DATASETS_CACHE), "simcse")
     if cfg.dataset_name:
         origin: dict[str, Any] = {"hub": [cfg.dataset_name, cfg.dataset_config, cfg.dataset_split]}
     else:
@@ -196,18 +240,38 @@ def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
             raise DataError(f"{source}: is a directory, expected a file")
         if not os.path.isfile(source):
             raise DataError(f"{source}: file not found")
-        path = os.path.realpath(source)
-        stat = os.stat(path)
-        origin = {"file": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        origin["format"] = file_format(path, cfg.mode, cfg.data_format)
+        origin = {"content": file_fingerprint(source, os.path.join(root, FINGERPRINTS_DIR))}
+        origin["format"] = file_format(source, cfg.mode, cfg.data_format)
     key = {
         **origin, "version": CACHE_VERSION, "mode": cfg.mode, "columns": _columns(cfg), "on_bad_line": cfg.on_bad_line,
         "max_seq_len": cfg.max_seq_len, "max_train_samples": cfg.max_train_samples,
         "tokenizer": _tokenizer_id(tokenizer), "prompts": column_prompts(cfg), "include_prompt": cfg.include_prompt,
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    root = cfg.data_cache_dir or os.path.join(str(ds_config.HF_DATASETS_CACHE), "simcse")
     return os.path.join(root, f"{os.path.basename(_source(cfg)) or 'data'}-{digest}")
+
+
+def file_fingerprint(path: str, memo_dir: str | None = None) -> str:
+    """The SHA-256 of a file's bytes (about 1 GB/s); memoised in ``memo_dir`` per real path, size and mtime.
+
+    A memo that cannot be written (a read-only cache) only costs the hashing again next time.
+    """
+    stat = os.stat(path)
+    where = f"{os.path.realpath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    name = hashlib.sha256(where.encode("utf-8", "surrogatepass")).hexdigest()
+    memo = os.path.join(memo_dir, name) if memo_dir else None
+    if memo is not None:
+        with contextlib.suppress(OSError), open(memo, encoding="utf-8") as f:
+            return f.read().strip()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    value = f"sha256:{digest.hexdigest()}"
+    if memo is not None:
+        with contextlib.suppress(OSError):
+            atomic_write_text(memo, value + "\n")
+    return value
 
 
 def _tokenizer_id(tokenizer: Any) -> str:

@@ -1,11 +1,16 @@
-"""The run's Accelerate state: the launcher's processes and precision, and the engines this loop refuses."""
+"""The run's Accelerate state: the launcher's processes and precision, the timeouts, the engines this loop refuses."""
 
 from __future__ import annotations
 
+import datetime
+import os
 from typing import Any
 
-from simcse.distributed import launched_on_cpu_only
+from simcse.distributed import launched_on_cpu_only, setup_wait_group
 from simcse.train.config import TrainConfig
+
+# what `accelerate launch` sets for the engine of its config file, read by Accelerator() itself
+_ENGINE_FLAGS = {"ACCELERATE_USE_DEEPSPEED": "DEEPSPEED", "ACCELERATE_USE_FSDP": "FSDP"}
 
 
 def make_accelerator(cfg: TrainConfig) -> Any:
@@ -13,21 +18,34 @@ def make_accelerator(cfg: TrainConfig) -> Any:
 
     ``mixed_precision`` None leaves the precision to ``accelerate config`` / ``ACCELERATE_MIXED_PRECISION``.
     ``cpu=True`` when a launcher started several processes without GPUs (else each trains alone); the
-    scheduler is stepped once per global step (Accelerate would step it once per process). Engines not
-    yet checked with this loop (FSDP, DeepSpeed) and bf16 on GPUs that only emulate it are refused.
+    scheduler is stepped once per global step (Accelerate would step it once per process). The training
+    collectives time out after ``cfg.ddp_timeout`` seconds, waits for one process's long work after
+    ``cfg.wait_timeout`` (:func:`simcse.distributed.setup_wait_group`). fp16's loss scaling is the training
+    step's own (:class:`simcse.train.step.LossScale`), so Accelerate's GradScaler is off. Engines not yet
+    checked with this loop (FSDP, DeepSpeed) are refused from the launcher's settings, before anything is
+    built; bf16 on GPUs that only emulate it is refused too.
     """
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+    from accelerate.utils import GradScalerKwargs, InitProcessGroupKwargs
 
+    for flag, engine in _ENGINE_FLAGS.items():
+        if os.environ.get(flag, "").strip().lower() in ("1", "true", "yes", "y", "on", "t"):
+            refuse_engine(engine)
     # the precision is process-wide state in Accelerate: a second train() in one process (a notebook, a
     # grid) with another precision would be refused; the launcher's process group (PartialState) stays
     AcceleratorState._reset_state(reset_partial_state=False)
+    handlers = [
+        InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=cfg.ddp_timeout)),
+        GradScalerKwargs(enabled=False),
+    ]
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision, log_with=cfg.log_with, project_dir=cfg.output_dir,
-        cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False,
+        cpu=launched_on_cpu_only(), step_scheduler_with_optimizer=False, kwargs_handlers=handlers,
     )  # fmt: skip
     refuse_engine(str(accelerator.distributed_type))
+    setup_wait_group(cfg.wait_timeout)
     cuda = accelerator.device.type == "cuda"
     if cuda and accelerator.mixed_precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise ValueError(

@@ -79,6 +79,21 @@ def training_prompts(cfg: TrainConfig) -> PromptSettings:
     return PromptSettings(named, "query" if query else None, cfg.include_prompt)
 
 
+def prepare_quantized(model: Any, gradient_checkpointing: bool) -> Any:
+    """peft's preparation of a 4-bit backbone for LoRA, keeping gradient checkpointing non-reentrant.
+
+    ``prepare_model_for_kbit_training`` turns checkpointing on again, reentrant unless told otherwise
+    (transformers' default), and then makes the embeddings' output require a gradient so that the
+    reentrant form reaches LoRA weights inside frozen blocks; the non-reentrant form chosen in
+    :func:`adapt_encoder` needs no such hook, so that choice is passed on.
+    """
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(
+        model, gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+    )
+
+
 def adapt_encoder(encoder: Encoder, cfg: TrainConfig) -> Encoder:
     """Apply ``cfg``'s decoder settings to a freshly loaded encoder (in place), then return it."""
     source = cfg.model_name_or_path
@@ -95,9 +110,7 @@ def adapt_encoder(encoder: Encoder, cfg: TrainConfig) -> Encoder:
         encoder.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora_r:
         if cfg.load_in_4bit:
-            from peft import prepare_model_for_kbit_training
-
-            encoder.model = prepare_model_for_kbit_training(encoder.model, cfg.gradient_checkpointing)
+            encoder.model = prepare_quantized(encoder.model, cfg.gradient_checkpointing)
         encoder.model = apply_lora(encoder.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
         logger.info("LoRA r=%d alpha=%g: %s", cfg.lora_r, cfg.lora_alpha, trainable_summary(encoder.model))
     return encoder

@@ -18,7 +18,7 @@ import os
 import signal
 from typing import Any
 
-from simcse.distributed import all_agree
+from simcse.distributed import share_outcome
 from simcse.evaluation.dev import DevEvaluator
 from simcse.train.card import CARD_FILE, finish_run, render_model_card
 from simcse.train.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
@@ -28,7 +28,7 @@ from simcse.train.launch import make_accelerator
 from simcse.train.model import build_model
 from simcse.train.objective import ObjectiveStep
 from simcse.train.run_dir import RunFolder, RunFolderBusy, RunLock, SaveError, save_together
-from simcse.train.step import TrainStep, build_optimizer
+from simcse.train.step import StepOutcome, TrainStep, build_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +64,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
                 refusal = FileExistsError(
                     f"{cfg.output_dir}: holds an earlier run's checkpoints; resume it or pick another folder"
                 )
-    if not all_agree(refusal is None, accelerator.device):  # every process stops; none waits in a barrier
-        if lock is not None:
-            lock.release()
-        raise refusal or RunFolderBusy(f"{cfg.output_dir}: the main process could not take the run folder")
     try:
+        share_outcome(refusal, f"taking the run folder {cfg.output_dir}")  # every process stops; none waits
         return _train(accelerator, cfg, resume, stop_after)
     finally:
         if lock is not None:
@@ -77,23 +74,30 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
 
 @dataclasses.dataclass
 class _Setup:
-    """What the loop runs on: the prepared model, optimizer and schedule, the data, the objective, the state."""
+    """What the loop runs on: the prepared model and schedule, the data, the objective, the state, the step."""
 
     model: Any
-    optimizer: Any
     scheduler: Any
     data: Any
     total: int
     objective: ObjectiveStep
     state: dict[str, Any]
+    train_step: TrainStep
+    evaluator: DevEvaluator | None
 
 
 def _setup(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool) -> _Setup:
-    """Build and prepare everything, write the run's config, restore a checkpoint when resuming."""
+    """Build and prepare everything, write the run's config, restore a checkpoint when resuming.
+
+    What the main process alone does (the run folder, the dev sets) ends in an agreement, so that its
+    failure stops every process at once with its message (:func:`simcse.distributed.share_outcome`).
+    """
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)
     main = accelerator.is_main_process
+    # the dev sets are read first: a missing one fails before the corpus is tokenized
+    evaluator = _on_main(accelerator, lambda: DevEvaluator(cfg.data_dir, cfg.eval_batch_size), "reading the dev sets")
     model = build_model(cfg)
     # map-style: Arrow, tokenized once by the main process; or a stream (streaming: true, max_steps given)
     data = open_training_data(cfg, model.encoder.tokenizer, accelerator)
@@ -103,31 +107,45 @@ def _setup(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool) -> 
     objective = ObjectiveStep(cfg, accelerator.unwrap_model(model).encoder.dim)
     if objective.state is not None:  # a queue / memory: saved and restored with every checkpoint
         accelerator.register_for_checkpointing(objective.state.to(accelerator.device))
+    train_step = TrainStep(accelerator, model, optimizer, cfg, objective)
+    if train_step.loss_scale is not None:  # fp16: the scale continues where the checkpoint left it
+        accelerator.register_for_checkpointing(train_step.loss_scale)
     state: dict[str, Any] = {"step": 0, "best_metric": -math.inf, "best_step": -1, "nonfinite_skipped": 0}
     state["mixed_precision"] = accelerator.mixed_precision  # the launcher's when the recipe leaves it unset
-    if main:
-        run.prepare(to_yaml(cfg))
+    if train_step.loss_scale is not None:
+        state["fp16_overflow_skipped"] = 0
+    _on_main(accelerator, lambda: run.prepare(to_yaml(cfg)), "preparing the run folder")  # after the data: a bad
+    # row leaves the folder as it was
     if resume and (restored := load_latest(accelerator, run.root)) is not None:
         state.update(restored)
     if resume:
         reconcile_best(run.root, state)
     state["data"] = data.report
-    if main:
-        run.truncate_metrics(state["step"])
+    _on_main(accelerator, lambda: run.truncate_metrics(state["step"]), "trimming metrics.jsonl")
     if cfg.log_with:
         accelerator.init_trackers("simcse", config={k: str(v) for k, v in vars(cfg).items()})
-    return _Setup(model, optimizer, scheduler, data, total, objective, state)
+    return _Setup(model, scheduler, data, total, objective, state, train_step, evaluator if main else None)
+
+
+def _on_main(accelerator: Any, work: Any, what: str) -> Any:
+    """``work()`` on the main process; every process waits for it and raises if it failed (None elsewhere)."""
+    result, error = None, None
+    if accelerator.is_main_process:
+        try:
+            result = work()
+        except Exception as err:  # shared, then raised on every process
+            error = err
+    share_outcome(error, what)
+    return result
 
 
 def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> dict[str, Any]:
     main, run = accelerator.is_main_process, RunFolder(cfg.output_dir)
     setup = _setup(accelerator, cfg, run, resume)
-    model, scheduler, data, total, objective, state = (
-        setup.model, setup.scheduler, setup.data, setup.total, setup.objective, setup.state,
+    model, scheduler, data, total, objective, state, train_step = (
+        setup.model, setup.scheduler, setup.data, setup.total, setup.objective, setup.state, setup.train_step,
     )  # fmt: skip
-    evaluator = DevEvaluator(cfg.data_dir, cfg.eval_batch_size) if main else None
-    train_step, stop = TrainStep(accelerator, model, setup.optimizer, cfg, objective), _Stop()
-    progress = _progress(total, state["step"], main)
+    stop, progress = _Stop(), _progress(total, state["step"], main)
     every = cfg.logging_steps or (1 if accelerator.device.type == "cpu" else 10)
     log_error: SaveError | None = None  # the main process's, shared with all at the next read
     model.train()
@@ -142,26 +160,25 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
         # reading the step's outcome is its one host sync: every `every` steps, and where a decision needs it
         # (a function of the step alone, so every process reads, and sums over processes, at the same steps)
         read = done % every == 0 or evaluate or checkpoint or watch or done == stop_after
-        stopping = stop.requested or done == stop_after
         failed = log_error is not None or data.error is not None
-        outcome = train_step(batch, read=read, stop=stopping, failed=failed)
+        outcome = train_step(batch, read=read, stop=stop.requested or done == stop_after, failed=failed)
         scheduler.step()
         state["step"] = done
+        # a stop asked of any process by the previous step (SIGTERM) is read now by all, whatever logging_steps is
+        if outcome is None and train_step.stop_agreed():
+            outcome = train_step.read(failed)
         if outcome is None:
             continue
         if outcome.failed:
             why = "the main process could not write the metrics, or a process met a bad training row"
             raise data.error or log_error or SaveError(f"{run.metrics}: another process failed ({why})")
-        _count_nonfinite(outcome, state, done, cfg.max_nonfinite_steps)
+        record = _record(outcome, state, done, cfg, scheduler.get_last_lr()[0])
         state.update(data.state(done))  # the stream position, no_duplicates' counts
-        record: dict[str, Any] = {"step": done, "loss": outcome.loss, "lr": scheduler.get_last_lr()[0]}
-        if outcome.skipped:
-            record["skipped"] = outcome.skipped
         if watch:
             record.update(objective.collapse_metrics())  # the global batch's spread; warns once on collapse
         # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
         if evaluate:
-            record.update(_evaluate(accelerator, model, evaluator, cfg, state, done))
+            record.update(_evaluate(accelerator, model, setup.evaluator, cfg, state, done))
         if main:
             try:
                 run.append_metrics(record)
@@ -179,11 +196,30 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
         raise log_error
     progress.close()
     stop.close()
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not end_training(): it ends the process group, which --seeds reuses
+        tracker.finish()
     if main:
         _summarise(state, run.model)
         finish_run(cfg)  # training_curves.png in the run and model folders, the model card
     return state
+
+
+def _record(outcome: StepOutcome, state: dict[str, Any], step: int, cfg: TrainConfig, lr: float) -> dict[str, Any]:
+    """The step's record for metrics.jsonl; counts and logs the skipped updates since the last read."""
+    _count_nonfinite(outcome, state, step, cfg.max_nonfinite_steps)
+    record: dict[str, Any] = {"step": step, "loss": outcome.loss, "lr": lr}
+    if outcome.skipped:
+        record["skipped"] = outcome.skipped
+    if outcome.loss_scale is not None:  # fp16
+        record["loss_scale"] = outcome.loss_scale
+        if outcome.overflows:
+            state["fp16_overflow_skipped"] += outcome.overflows
+            record["overflow_skipped"] = outcome.overflows
+            logger.warning(
+                "step %d: %d update(s) skipped since the last read: fp16 gradients overflowed; loss scale now %g",
+                step, outcome.overflows, outcome.loss_scale,
+            )  # fmt: skip
+    return record
 
 
 def _count_nonfinite(outcome: Any, state: dict[str, Any], step: int, limit: int) -> None:
@@ -252,15 +288,22 @@ def _summarise(state: dict[str, Any], model: str) -> None:
 def _evaluate(
     accelerator: Any, model: Any, evaluator: DevEvaluator | None, cfg: TrainConfig, state: dict, step: int
 ) -> dict:
-    """Score on the main process; save the model when STS-B dev improves (ties keep the earlier)."""
+    """Score on the main process; save the model when STS-B dev improves (ties keep the earlier).
+
+    The other processes wait on the long-wait group (evaluating and saving can outlast the training
+    collectives' timeout); a failure on the main process (out of memory while evaluating...) stops all.
+    """
     result: dict[str, Any] = {}
-    save = None
+    save, error = None, None
     folder = RunFolder(cfg.output_dir).model
     if accelerator.is_main_process and evaluator is not None:
         encoder = accelerator.unwrap_model(model).encoder
-        result = evaluator(encoder, use_head=not cfg.mlp_only_train)
+        try:
+            result = evaluator(encoder, use_head=not cfg.mlp_only_train)
+        except Exception as err:  # shared below: every process stops with it
+            error = err
         encoder.train()
-        if result["stsb_dev"] > state["best_metric"]:
+        if error is None and result["stsb_dev"] > state["best_metric"]:
             state["best_metric"], state["best_step"] = result["stsb_dev"], step
             best = {BEST_FILE: json.dumps({"step": step, "metric": "stsb_dev", "value": result["stsb_dev"]})}
             best[CARD_FILE] = render_model_card(cfg, result, step)  # saved with the weights, atomically
@@ -270,6 +313,7 @@ def _evaluate(
                 logger.info("step %d: best STS-B dev so far (%.2f), saved to %s", step, result["stsb_dev"], folder)
 
             result["new_best"] = True
+    share_outcome(error, f"evaluating step {step}")
     # every process waits here for the save, and stops with it if it fails
     save_together(accelerator, save, "best model", folder, cfg.output_dir)
     return result

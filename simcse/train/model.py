@@ -151,17 +151,16 @@ def mask_tokens(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking: choose ``probability`` of non-special tokens; 80% [MASK], 10% random, 10% kept.
 
-    Returns ``(masked_input_ids, labels)`` with labels -100 where no prediction is made.
+    Returns ``(masked_input_ids, labels)`` with labels -100 where no prediction is made. Element-wise
+    selections only (no boolean indexing, which needs the count of chosen tokens on the host: a sync).
     """
-    labels = input_ids.clone()
-    probs = torch.full(input_ids.shape, probability, device=input_ids.device)
-    probs.masked_fill_(special_mask.bool(), 0.0)
+    device = input_ids.device
+    probs = torch.full(input_ids.shape, probability, device=device).masked_fill_(special_mask.bool(), 0.0)
     chosen = torch.bernoulli(probs).bool()
-    labels[~chosen] = -100
-    masked = input_ids.clone()
-    to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8, device=input_ids.device)).bool() & chosen
-    masked[to_mask] = mask_id
+    labels = input_ids.masked_fill(~chosen, -100)
+    to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8, device=device)).bool() & chosen
     # half of the remaining 20% get a random token
-    to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5, device=input_ids.device)).bool() & chosen & ~to_mask
-    masked[to_random] = torch.randint(vocab_size, input_ids.shape, device=input_ids.device)[to_random]
+    to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5, device=device)).bool() & chosen & ~to_mask
+    random_ids = torch.randint(vocab_size, input_ids.shape, device=device)
+    masked = torch.where(to_random, random_ids, input_ids.masked_fill(to_mask, mask_id))
     return masked, labels

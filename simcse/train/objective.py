@@ -83,6 +83,11 @@ def loss_hyperparameters(cfg: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in known and v is not None}
 
 
+def _wide(x: torch.Tensor | None) -> torch.Tensor | None:
+    """``x`` in float32 when it is half precision (float32 and float64 stay as they are)."""
+    return x.float() if x is not None and x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def objective_modules(model: nn.Module) -> ObjectiveModules | None:
     """The :class:`ObjectiveModules` of a (possibly DDP-wrapped) training model."""
     return getattr(getattr(model, "module", model), "objective", None)
@@ -131,13 +136,18 @@ class ObjectiveStep:
         objectives with modules; the gradient cache passes neither. ``predictions``: the predictor's output
         of every view ``(views, n, dim)`` from the model's forward (BYOL / SimSiam).
         """
+        modules = objective_modules(model) if model is not None else None
         inputs = StepInputs(
-            z, self.loss_fn, gather_with_grad, gather_no_grad, offset=rank_and_world()[0] * z.shape[1],
-            modules=objective_modules(model) if model is not None else None, state=self.state, batch=batch,
-            predictions=predictions,
+            _wide(z), self.loss_fn, gather_with_grad, gather_no_grad, offset=rank_and_world()[0] * z.shape[1],
+            modules=modules, state=self.state, batch=batch, predictions=_wide(predictions),
         )  # fmt: skip
-        loss = self.spec.step(inputs)
-        self._last, self._pending = z[0].detach(), inputs.enqueue
+        if self.spec.needs_momentum_encoder and modules is not None:
+            inputs.targets = _wide(StepInputs(z, self.loss_fn, modules=modules, batch=batch).target_views())
+        # the loss in float32 even under bf16 / fp16 autocast: at temperature 0.05, bf16's resolution of a
+        # cosine near 1 (about 0.004) moves a logit by 0.08; the similarity matrices are small next to the encoder
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            loss = self.spec.step(inputs)
+        self._last, self._pending = inputs.z[0].detach(), inputs.enqueue
         return loss
 
     @torch.no_grad()

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from simcse.distributed import all_agree
+from simcse.distributed import PeerFailed, share_outcome
 from simcse.io import atomic_write_text, recover
 
 logger = logging.getLogger(__name__)
@@ -218,9 +218,11 @@ def save_together(
     """Run ``action`` on this process (None: nothing here) and agree with every process on the outcome.
 
     Every process calls this at the same point. An I/O error on any process raises a one-line
-    :class:`SaveError` on all of them (the failing one names the cause), after ``cleanup`` ran on the
-    main process; no process is left waiting in a collective for one that failed. It is also the
-    barrier after a save made by the main process alone.
+    :class:`SaveError` on all of them (the failing one names the cause; the others name the failing
+    process and repeat its message), after ``cleanup`` ran on the main process; no process is left
+    waiting in a collective for one that failed. It is also where the other processes wait for a save
+    made by the main process alone: on the long-wait group (``wait_timeout``), since writing a large
+    model to network storage can outlast the training collectives' timeout.
     """
     error: SaveError | None = None
     try:
@@ -229,11 +231,12 @@ def save_together(
                 action()
     except SaveError as err:
         error = err
-    if not all_agree(error is None, accelerator.device):
+    try:
+        share_outcome(error, f"writing the {what}")
+    except (SaveError, PeerFailed) as failed:
         if cleanup is not None and accelerator.is_main_process:
             with contextlib.suppress(Exception):
                 cleanup()
-        raise error or SaveError(
-            f"another process could not write its part of the {what} to {path} (its error says why). Nothing saved "
-            f"before was changed; fix the cause, then continue with --resume (output_dir {output_dir})"
-        )
+        if isinstance(failed, PeerFailed):
+            raise SaveError(str(failed)) from None
+        raise

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simcse.distributed import all_agree
+from simcse.distributed import share_outcome
 from simcse.train.config import TrainConfig
 from simcse.train.data import _columns, _source, pad_views, source_rows, tokenized_keys
 from simcse.train.prompts import encode_column, prompt_keys
@@ -138,12 +138,8 @@ class StreamData:
         thread = threading.Thread(target=produce, name="simcse-stream", daemon=True)
         thread.start()
         try:
-            first = ready.get()
-            ok = not isinstance(first, BaseException)
-            if self.world_size > 1 and not all_agree(ok, device):
-                raise first if not ok else DataError(f"{_source(self.cfg)}: another process could not read its rows")
-            if not ok:
-                raise first
+            first = ready.get()  # the first rows of a hub stream may take a while: the others wait on the long group
+            share_outcome(first if isinstance(first, BaseException) else None, f"reading {_source(self.cfg)}")
             previous = {k: v.to(device) for k, v in first.items()}
             yield previous
             while True:

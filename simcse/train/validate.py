@@ -38,6 +38,7 @@ def validate(cfg: Any) -> None:
         (cfg.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1, got {cfg.shuffle_buffer}"),
         (cfg.dataloader_workers is None or cfg.dataloader_workers >= 0, "dataloader_workers must be >= 0"),
         (cfg.max_nonfinite_steps >= 1, f"max_nonfinite_steps must be >= 1, got {cfg.max_nonfinite_steps}"),
+        (cfg.ddp_timeout >= 1 and cfg.wait_timeout >= 1, "ddp_timeout and wait_timeout must be >= 1 (seconds)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -8,6 +8,10 @@ Faults, from the environment:
 - ``SIMCSE_TEST_NAN=RANK:STEP``: the loss of process RANK is NaN at step STEP (1-based).
 - ``SIMCSE_TEST_FSIZE=BYTES``: no file may grow past BYTES (``RLIMIT_FSIZE``): a write beyond it fails
   with the OS's "File too large", as a full disk fails with "No space left on device".
+- ``SIMCSE_TEST_SLOW=SECONDS``: process 0 takes SECONDS longer over each of its long jobs alone: building
+  the tokenized cache, evaluating, writing the best model, writing its part of a checkpoint (as a large
+  corpus, a large dev set or network storage would).
+- ``SIMCSE_TEST_FAIL=evaluate``: process 0 fails while evaluating (as an out-of-memory error on GPU 0 would).
 
 Everything else is the entry point users run, unchanged.
 """
@@ -38,7 +42,51 @@ def inject_nan(rank: int, step: int) -> None:
     training.compute_loss = compute_loss
 
 
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def slow_down(seconds: float) -> None:
+    import time
+
+    import accelerate
+
+    import simcse.encoder
+    import simcse.evaluation.dev as dev
+    import simcse.train.data as data
+
+    def slowed(real):
+        def run(*args, **kwargs):
+            if rank() == 0:
+                time.sleep(seconds)
+            return real(*args, **kwargs)
+
+        return run
+
+    data._build = slowed(data._build)
+    dev.DevEvaluator.__call__ = slowed(dev.DevEvaluator.__call__)
+    simcse.encoder.Encoder.save = slowed(simcse.encoder.Encoder.save)
+    accelerate.Accelerator.save_state = slowed(accelerate.Accelerator.save_state)
+
+
+def fail_evaluating() -> None:
+    import simcse.evaluation.dev as dev
+
+    real = dev.DevEvaluator.__call__
+
+    def evaluate(*args, **kwargs):
+        if rank() == 0:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated on process 0)")
+        return real(*args, **kwargs)
+
+    dev.DevEvaluator.__call__ = evaluate
+
+
 def main() -> None:
+    if os.environ.get("SIMCSE_TEST_SLOW"):
+        slow_down(float(os.environ["SIMCSE_TEST_SLOW"]))
+    if os.environ.get("SIMCSE_TEST_FAIL") == "evaluate":
+        fail_evaluating()
     if os.environ.get("SIMCSE_TEST_NAN"):
         rank, step = (int(x) for x in os.environ["SIMCSE_TEST_NAN"].split(":"))
         inject_nan(rank, step)
