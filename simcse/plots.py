@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from simcse.io import StrPath
+
 CURVES_FILE = "training_curves.png"
 
 
-def read_metrics(path: str) -> list[dict[str, Any]]:
+def read_metrics(path: StrPath) -> list[dict[str, Any]]:
     """Records of a ``metrics.jsonl`` file, in order; a line cut short by a kill is skipped."""
     records = []
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -48,7 +50,7 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, v.size + 1) - counts]) / counts
 
 
-def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: str | None = None) -> str:
+def plot_training_curves(records: Sequence[dict[str, Any]], path: StrPath, title: str | None = None) -> str:
     """Write a 2x2 figure (loss, STS dev Spearman, alignment, uniformity vs step) to ``path`` (PNG).
 
     Args:
@@ -57,10 +59,11 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
         title: Figure title (e.g. the run's model and recipe).
 
     Returns:
-        ``path``.
+        ``path``, as a string.
     """
     from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
 
+    path = os.fspath(path)
     fig = Figure(figsize=(10, 7), dpi=120)
     axes = fig.subplots(2, 2, sharex=True)
     (ax_loss, ax_sts), (ax_align, ax_unif) = axes
@@ -113,7 +116,7 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
 
 
 def plot_align_uniform(
-    path: str,
+    path: StrPath,
     points: Sequence[Mapping[str, Any]] = (),
     trajectories: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     *,
@@ -133,10 +136,11 @@ def plot_align_uniform(
         color_label: Colour bar title, when points carry ``color``.
 
     Returns:
-        ``path``.
+        ``path``, as a string.
     """
     from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
 
+    path = os.fspath(path)
     fig = Figure(figsize=(7, 5.2), dpi=120)
     ax = fig.subplots()
     _draw_points(fig, ax, points, color_label)

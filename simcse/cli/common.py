@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from simcse.encoder.pooling import POOLERS
+from simcse.io import StrPath
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,9 @@ def check_truncate_argument(args: argparse.Namespace, dim: int) -> None:
         raise CommandError(f"--truncate-dim must be in [1, {dim}] (the model's vector size), got {args.truncate_dim}")
 
 
-def read_lines(path: str, what: str = "sentences") -> list[str]:
+def read_lines(path: StrPath, what: str = "sentences") -> list[str]:
     """Lines of a UTF-8 file (``-``: stdin), one item each; an empty line or file is an error."""
+    path = os.fspath(path)
     name = "<stdin>" if path == "-" else path
     if path == "-":
         if sys.stdin is None or sys.stdin.isatty():
@@ -152,7 +154,7 @@ def load_model(args: argparse.Namespace) -> Any:
 
 
 def load_encoder(
-    name: str, pooler: str | None, device: str | None = None, max_seq_length: int | None = None, **kwargs: Any
+    name: StrPath, pooler: str | None, device: str | None = None, max_seq_length: int | None = None, **kwargs: Any
 ) -> Any:
     """Load one model in eval mode on ``device`` (default: cuda if available, else cpu).
 
@@ -173,6 +175,7 @@ def load_encoder(
 
     from simcse.encoder import Encoder
 
+    name = os.fspath(name)
     try:
         encoder = Encoder.from_pretrained(name, pooler=pooler, max_seq_length=max_seq_length, **kwargs)  # type: ignore[arg-type]
     except (OSError, ValueError, ImportError) as err:

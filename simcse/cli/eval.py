@@ -29,7 +29,7 @@ from simcse.cli.common import (
 from simcse.cli.mteb_eval import add_mteb_arguments, run_mteb
 from simcse.data_dir import resolve_data_dir
 from simcse.evaluation.tasks import TASKS, STSTask, load_task
-from simcse.io import atomic_write_text
+from simcse.io import StrPath, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
     }
 
 
-def plot_align_uniform(records: Sequence[dict[str, Any]], path: str) -> None:
+def plot_align_uniform(records: Sequence[dict[str, Any]], path: StrPath) -> None:
     """The models on the paper's Fig. 2 axes (see :func:`simcse.plots.plot_align_uniform`).
 
     Args:

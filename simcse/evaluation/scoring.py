@@ -11,6 +11,7 @@ import torch
 
 from simcse.evaluation.metrics import aggregate, alignment, cosine_pairs, uniformity
 from simcse.evaluation.tasks import PAPER_COLUMNS, STS_SUBSETS, TASKS, STSTask, load_task
+from simcse.io import StrPath
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ def headline(task: STSTask, scores: dict[str, float]) -> float:
 
 def evaluate_sts(
     encode: EncodeFn,
-    tasks: Sequence[str] = TASKS,
-    data_dir: str | None = None,
+    tasks: Sequence[StrPath] = TASKS,
+    data_dir: StrPath | None = None,
     stsb_split: str = "test",
     sick_mode: str = "test",
     align_uniform: bool = True,
@@ -101,8 +102,8 @@ def evaluate_sts(
 
 def score_suite(
     encoder: Any,
-    tasks: Sequence[str] = TASKS,
-    data_dir: str | None = None,
+    tasks: Sequence[StrPath] = TASKS,
+    data_dir: StrPath | None = None,
     *,
     batch_size: int = 128,
     precision: Literal["fp32", "bf16"] = "fp32",
