@@ -51,7 +51,7 @@ def apply_lora(
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as err:
-        raise ImportError("lora_r > 0 needs peft: pip install 'simcse[llm]'") from err
+        raise ImportError("lora_r > 0 needs peft: pip install 'simcse-toolkit[llm]'") from err
     targets: Any = list(target_modules) if target_modules else DEFAULT_TARGETS
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
     try:

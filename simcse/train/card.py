@@ -18,6 +18,7 @@ import yaml
 
 from simcse.encoder.st_format import ST_POOLING_MODES
 from simcse.evaluation.tasks import PAPER_COLUMNS
+from simcse.install_check import DISTRIBUTION
 from simcse.io import StrPath, atomic_write_text
 from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
 from simcse.train.config import TrainConfig, load_config, to_yaml
@@ -116,7 +117,11 @@ def _usage(cfg: TrainConfig, path: str) -> str:
         if cfg.pooler in ST_POOLERS
         else f"# pooler {cfg.pooler} has no sentence-transformers equivalent: use simcse or transformers"
     )
-    return f"""```python
+    return f"""```bash
+pip install {DISTRIBUTION}  # imports as simcse; the PyPI name "simcse" is the 2021 reference package, another tool
+```
+
+```python
 from simcse import Encoder
 
 encoder = Encoder.from_pretrained("{path}")  # pooling and head as trained
