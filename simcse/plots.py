@@ -69,17 +69,7 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: StrPath, title
     (ax_loss, ax_sts), (ax_align, ax_unif) = axes
     best_step = _best_step(records)
 
-    steps, loss = _series(records, "loss")
-    if steps:
-        window = max(1, len(steps) // 20)
-        if window > 1:  # noisy per-step values, faint, under their moving average
-            ax_loss.plot(steps, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
-            ax_loss.plot(steps, smooth(loss, window), color="tab:blue", linewidth=1.8, label=f"mean of {window} steps")
-            ax_loss.legend(fontsize=8)
-        else:
-            ax_loss.plot(steps, loss, color="tab:blue", linewidth=1.2)
-    ax_loss.set_title("training loss")
-
+    _draw_loss(ax_loss, records)
     for key, label, style in (("stsb_dev", "STS-B dev", "o-"), ("sickr_dev", "SICK-R dev", "s--")):
         x, y = _series(records, key)
         if x:
@@ -190,6 +180,28 @@ def _draw_points(fig: Any, ax: Any, points: Sequence[Mapping[str, Any]], color_l
         ax.annotate(p["label"], (x, y), xytext=offset, textcoords="offset points", fontsize=8, ha=align)
     if values and mappable is not None:
         fig.colorbar(mappable, ax=ax, label=color_label or "")
+
+
+def _draw_loss(ax: Any, records: Sequence[dict[str, Any]]) -> None:
+    """The loss panel: per-step values under their moving average, the last one written out (4 significant
+    digits); a log axis when the loss spans decades (2.3 to 3e-5), where a linear one shows the tail as zero."""
+    steps, loss = _series(records, "loss")
+    if steps:
+        window = max(1, len(steps) // 20)
+        shown = smooth(loss, window)
+        if window > 1:  # noisy per-step values, faint, under their moving average
+            ax.plot(steps, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
+            ax.plot(steps, shown, color="tab:blue", linewidth=1.8, label=f"mean of {window} steps")
+            ax.legend(fontsize=8)
+        else:
+            ax.plot(steps, loss, color="tab:blue", linewidth=1.2)
+        finite = [v for v in loss if np.isfinite(v)]
+        # within a decade (and for negative losses, e.g. simsiam's, or a loss of exactly 0) the linear axis
+        # reads better: its tick labels carry an offset and a scale (1e-5) where needed
+        if finite and min(finite) > 0 and max(finite) >= 10 * min(finite):
+            ax.set_yscale("log")
+        _label_last(ax, steps, shown, "{:.4g}")
+    ax.set_title("training loss" + (" (log scale)" if ax.get_yscale() == "log" else ""))
 
 
 def _label_last(ax: Any, x: Sequence[int], y: Sequence[float], fmt: str) -> None:
