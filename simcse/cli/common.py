@@ -97,11 +97,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, normalize: bool = True)
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
-def add_truncate_argument(parser: argparse.ArgumentParser) -> None:
-    """``--truncate-dim N``: keep the first N dimensions of every vector (shared by ``encode`` and ``search``)."""
+def add_truncate_argument(parser: argparse.ArgumentParser, then: str = "re-normalised with --normalize") -> None:
+    """``--truncate-dim N``: keep the first N dimensions of every vector (``encode``, ``search`` and ``eval``).
+
+    Args:
+        parser: The command's parser.
+        then: What happens to the truncated vectors, for the help text.
+    """
     parser.add_argument(
         "--truncate-dim", type=int, default=None, metavar="N",
-        help="keep the first N dimensions of every vector (Matryoshka-style; re-normalised with --normalize)",
+        help=f"keep the first N dimensions of every vector (Matryoshka-style; {then})",
     )  # fmt: skip
 
 

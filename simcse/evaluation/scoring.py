@@ -109,6 +109,7 @@ def score_suite(
     precision: Literal["fp32", "bf16"] = "fp32",
     device: str | None = None,
     max_seq_length: int | None = None,
+    truncate_dim: int | None = None,
     align_uniform: bool = True,
     show_progress_bar: bool = False,
     **evaluate_kwargs: Any,
@@ -126,6 +127,8 @@ def score_suite(
         device: Torch device to move the encoder to; None leaves it where it is.
         max_seq_length: Truncation length to set on the encoder (e.g. the model's own limit rather than the
             training length a saved folder records); None keeps the encoder's.
+        truncate_dim: Score the first N dimensions of every vector (Matryoshka-style, see
+            :func:`simcse.quantize.truncate_embeddings`); cosine, alignment and uniformity normalise them.
         align_uniform: Also report alignment and uniformity on STS-B.
         show_progress_bar: Show a tqdm bar while encoding.
         **evaluate_kwargs: ``stsb_split``, ``sick_mode``, ``loaded``: see :func:`evaluate_sts`.
@@ -141,8 +144,9 @@ def score_suite(
 
     def encode(sentences: list[str]) -> np.ndarray:
         return encoder.encode(
-            sentences, batch_size=batch_size, precision=precision, show_progress_bar=show_progress_bar
-        )
+            sentences, batch_size=batch_size, precision=precision, show_progress_bar=show_progress_bar,
+            truncate_dim=truncate_dim,
+        )  # fmt: skip
 
     return evaluate_sts(encode, list(tasks), data_dir, align_uniform=align_uniform, **evaluate_kwargs)
 
