@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from simcse.evaluation.tasks import TASKS
-from simcse.io import atomic_write_text
+from simcse.io import StrPath, atomic_write_text, optional_path
 from simcse.plots import read_metrics
 from simcse.train.checkpoint import list_checkpoints
 from simcse.train.config import TrainConfig
@@ -28,7 +28,7 @@ RESULT_FILE = "experiment.json"
 
 def run_experiment(
     cfg: TrainConfig,
-    cache_dir: str | None = None,
+    cache_dir: StrPath | None = None,
     *,
     tasks: Sequence[str] = TASKS,
     precision: str = "fp32",
@@ -55,7 +55,7 @@ def run_experiment(
         ``{"state": train's final state, "train_s", "eval_s", "metrics": the run's metrics.jsonl records,
         "suite": score_suite's result}``.
     """
-    path = os.path.join(cache_dir or cfg.output_dir, RESULT_FILE)
+    path = os.path.join(optional_path(cache_dir) or cfg.output_dir, RESULT_FILE)
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)

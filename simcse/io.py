@@ -17,6 +17,15 @@ from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
+# A file or folder as every public function of the package takes it: a string or any os.PathLike
+# (pathlib.Path, a model package's get_model_path()); normalised with os.fspath where it comes in.
+StrPath = str | os.PathLike[str]
+
+
+def optional_path(path: StrPath | None) -> str | None:
+    """``os.fspath(path)``, or None for None."""
+    return None if path is None else os.fspath(path)
+
 
 def _umask() -> int:
     mask = os.umask(0o022)
@@ -24,12 +33,13 @@ def _umask() -> int:
     return mask
 
 
-def recover(path: str) -> None:
+def recover(path: StrPath) -> None:
     """Repair what an interrupted :func:`atomic_dir` or :func:`atomic_write_text` left beside ``path``.
 
     A missing ``path`` with a ``.NAME.old-*`` sibling gets the old version back; leftover temporary
     siblings (``.NAME.tmp-*``, and ``.NAME.old-*`` once ``path`` exists) are removed.
     """
+    path = os.fspath(path)
     parent, name = os.path.split(os.path.abspath(path))
     olds = sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.old-*")), key=os.path.getmtime)
     if olds and not os.path.exists(path):
@@ -44,7 +54,7 @@ def recover(path: str) -> None:
                 os.remove(stale)
 
 
-def fsync_tree(path: str) -> None:
+def fsync_tree(path: StrPath) -> None:
     """Flush every file under ``path`` (and the folders) to disk, so a rename after it is durable."""
     for root, _, files in os.walk(path):
         for name in files:
@@ -71,11 +81,12 @@ def _share_files(folder: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str) -> Iterator[str]:
+def atomic_dir(path: StrPath) -> Iterator[str]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` by rename.
 
     On error the temporary folder is removed and an existing ``path`` is left untouched.
     """
+    path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     recover(path)
@@ -98,8 +109,9 @@ def atomic_dir(path: str) -> Iterator[str]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: StrPath, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+    path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from simcse.io import StrPath
+
 CURVES_FILE = "training_curves.png"
 
 
-def read_metrics(path: str) -> list[dict[str, Any]]:
+def read_metrics(path: StrPath) -> list[dict[str, Any]]:
     """Records of a ``metrics.jsonl`` file, in order; a line cut short by a kill is skipped."""
     records = []
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -48,7 +50,7 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, v.size + 1) - counts]) / counts
 
 
-def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: str | None = None) -> str:
+def plot_training_curves(records: Sequence[dict[str, Any]], path: StrPath, title: str | None = None) -> str:
     """Write a 2x2 figure (loss, STS dev Spearman, alignment, uniformity vs step) to ``path`` (PNG).
 
     Args:
@@ -57,26 +59,17 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
         title: Figure title (e.g. the run's model and recipe).
 
     Returns:
-        ``path``.
+        ``path``, as a string.
     """
     from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
 
+    path = os.fspath(path)
     fig = Figure(figsize=(10, 7), dpi=120)
     axes = fig.subplots(2, 2, sharex=True)
     (ax_loss, ax_sts), (ax_align, ax_unif) = axes
     best_step = _best_step(records)
 
-    steps, loss = _series(records, "loss")
-    if steps:
-        window = max(1, len(steps) // 20)
-        if window > 1:  # noisy per-step values, faint, under their moving average
-            ax_loss.plot(steps, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
-            ax_loss.plot(steps, smooth(loss, window), color="tab:blue", linewidth=1.8, label=f"mean of {window} steps")
-            ax_loss.legend(fontsize=8)
-        else:
-            ax_loss.plot(steps, loss, color="tab:blue", linewidth=1.2)
-    ax_loss.set_title("training loss")
-
+    _draw_loss(ax_loss, records)
     for key, label, style in (("stsb_dev", "STS-B dev", "o-"), ("sickr_dev", "SICK-R dev", "s--")):
         x, y = _series(records, key)
         if x:
@@ -113,7 +106,7 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str, title: st
 
 
 def plot_align_uniform(
-    path: str,
+    path: StrPath,
     points: Sequence[Mapping[str, Any]] = (),
     trajectories: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     *,
@@ -133,10 +126,11 @@ def plot_align_uniform(
         color_label: Colour bar title, when points carry ``color``.
 
     Returns:
-        ``path``.
+        ``path``, as a string.
     """
     from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
 
+    path = os.fspath(path)
     fig = Figure(figsize=(7, 5.2), dpi=120)
     ax = fig.subplots()
     _draw_points(fig, ax, points, color_label)
@@ -186,6 +180,28 @@ def _draw_points(fig: Any, ax: Any, points: Sequence[Mapping[str, Any]], color_l
         ax.annotate(p["label"], (x, y), xytext=offset, textcoords="offset points", fontsize=8, ha=align)
     if values and mappable is not None:
         fig.colorbar(mappable, ax=ax, label=color_label or "")
+
+
+def _draw_loss(ax: Any, records: Sequence[dict[str, Any]]) -> None:
+    """The loss panel: per-step values under their moving average, the last one written out (4 significant
+    digits); a log axis when the loss spans decades (2.3 to 3e-5), where a linear one shows the tail as zero."""
+    steps, loss = _series(records, "loss")
+    if steps:
+        window = max(1, len(steps) // 20)
+        shown = smooth(loss, window)
+        if window > 1:  # noisy per-step values, faint, under their moving average
+            ax.plot(steps, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
+            ax.plot(steps, shown, color="tab:blue", linewidth=1.8, label=f"mean of {window} steps")
+            ax.legend(fontsize=8)
+        else:
+            ax.plot(steps, loss, color="tab:blue", linewidth=1.2)
+        finite = [v for v in loss if np.isfinite(v)]
+        # within a decade (and for negative losses, e.g. simsiam's, or a loss of exactly 0) the linear axis
+        # reads better: its tick labels carry an offset and a scale (1e-5) where needed
+        if finite and min(finite) > 0 and max(finite) >= 10 * min(finite):
+            ax.set_yscale("log")
+        _label_last(ax, steps, shown, "{:.4g}")
+    ax.set_title("training loss" + (" (log scale)" if ax.get_yscale() == "log" else ""))
 
 
 def _label_last(ax: Any, x: Sequence[int], y: Sequence[float], fmt: str) -> None:

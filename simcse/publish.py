@@ -18,6 +18,8 @@ import os
 import re
 from typing import Any
 
+from simcse.io import StrPath
+
 logger = logging.getLogger(__name__)
 
 CARD = "README.md"
@@ -29,12 +31,13 @@ def _skipped(name: str) -> bool:
     return name.startswith(".") or name.endswith((".lock", ".tmp")) or ".tmp-" in name or ".old-" in name
 
 
-def files_to_upload(folder: str) -> list[str]:
+def files_to_upload(folder: StrPath) -> list[str]:
     """The files of a model folder that publishing uploads, as sorted ``/``-separated relative paths.
 
     Raises:
         ValueError: ``folder`` is not a model folder (no ``config.json``); a run folder is named as such.
     """
+    folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise ValueError(f"{folder}: not a folder")
     if not os.path.isfile(os.path.join(folder, "config.json")):
@@ -68,7 +71,7 @@ def get_token(token: str | None = None) -> str:
 
 
 def push_to_hub(
-    folder: str,
+    folder: StrPath,
     repo_id: str,
     *,
     private: bool = True,
@@ -91,6 +94,7 @@ def push_to_hub(
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
+    folder = os.fspath(folder)
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"repository id {repo_id!r}: expected user/name or org/name")
     files = files_to_upload(folder)

@@ -10,6 +10,7 @@ from typing import Any
 
 from simcse.distributed import PeerFailed
 from simcse.encoder.pooling import POOLERS
+from simcse.io import StrPath
 
 logger = logging.getLogger(__name__)
 
@@ -97,11 +98,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, normalize: bool = True)
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
-def add_truncate_argument(parser: argparse.ArgumentParser) -> None:
-    """``--truncate-dim N``: keep the first N dimensions of every vector (shared by ``encode`` and ``search``)."""
+def add_truncate_argument(parser: argparse.ArgumentParser, then: str = "re-normalised with --normalize") -> None:
+    """``--truncate-dim N``: keep the first N dimensions of every vector (``encode``, ``search`` and ``eval``).
+
+    Args:
+        parser: The command's parser.
+        then: What happens to the truncated vectors, for the help text.
+    """
     parser.add_argument(
         "--truncate-dim", type=int, default=None, metavar="N",
-        help="keep the first N dimensions of every vector (Matryoshka-style; re-normalised with --normalize)",
+        help=f"keep the first N dimensions of every vector (Matryoshka-style; {then})",
     )  # fmt: skip
 
 
@@ -111,8 +117,9 @@ def check_truncate_argument(args: argparse.Namespace, dim: int) -> None:
         raise CommandError(f"--truncate-dim must be in [1, {dim}] (the model's vector size), got {args.truncate_dim}")
 
 
-def read_lines(path: str, what: str = "sentences") -> list[str]:
+def read_lines(path: StrPath, what: str = "sentences") -> list[str]:
     """Lines of a UTF-8 file (``-``: stdin), one item each; an empty line or file is an error."""
+    path = os.fspath(path)
     name = "<stdin>" if path == "-" else path
     if path == "-":
         if sys.stdin is None or sys.stdin.isatty():
@@ -153,7 +160,7 @@ def load_model(args: argparse.Namespace) -> Any:
 
 
 def load_encoder(
-    name: str, pooler: str | None, device: str | None = None, max_seq_length: int | None = None, **kwargs: Any
+    name: StrPath, pooler: str | None, device: str | None = None, max_seq_length: int | None = None, **kwargs: Any
 ) -> Any:
     """Load one model in eval mode on ``device`` (default: cuda if available, else cpu).
 
@@ -174,6 +181,7 @@ def load_encoder(
 
     from simcse.encoder import Encoder
 
+    name = os.fspath(name)
     try:
         encoder = Encoder.from_pretrained(name, pooler=pooler, max_seq_length=max_seq_length, **kwargs)  # type: ignore[arg-type]
     except (OSError, ValueError, ImportError) as err:

@@ -19,6 +19,7 @@ from simcse.cli.common import (
     load_model,
     read_lines,
 )
+from simcse.io import StrPath
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ def add_encode_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def write_embeddings(path: str, sentences: list[str], emb: np.ndarray) -> None:
+def write_embeddings(path: StrPath, sentences: list[str], emb: np.ndarray) -> None:
     """Write ``emb`` as ``.npy`` or JSON lines (``-``: stdout); files are renamed into place when complete."""
+    path = os.fspath(path)
     if path == "-":
         for text, row in zip(sentences, emb):
             sys.stdout.write(json.dumps({"text": text, "embedding": row.tolist()}) + "\n")

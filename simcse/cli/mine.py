@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from simcse.cli.common import CommandError, add_model_arguments, load_model
-from simcse.io import atomic_write_text
+from simcse.io import StrPath, atomic_write_text
 from simcse.mining import MiningOptions, mine_hard_negatives
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def _read_inputs(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
     return [(a, p) for a, p in rows], corpus
 
 
-def write_triplets(path: str, triplets: list[tuple[str, str, str]]) -> None:
+def write_triplets(path: StrPath, triplets: list[tuple[str, str, str]]) -> None:
     """Write a ``sent0,sent1,hard_neg`` CSV through a temporary file and a rename."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from simcse.cli.common import CommandError, load_encoder, one_line
+from simcse.cli.common import CommandError, check_truncate_argument, load_encoder, one_line
 from simcse.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -52,21 +52,28 @@ def run_mteb(args: argparse.Namespace, device: str) -> int:
     records = []
     for name in dict.fromkeys(args.model):
         encoder = load_encoder(name, args.pooler, device)
+        check_truncate_argument(args, encoder.dim)
+        encode_kwargs = {"batch_size": args.batch_size, "show_progress_bar": args.progress}
+        if args.truncate_dim is not None:  # mteb passes these to Encoder.encode; its similarity is cosine
+            encode_kwargs["truncate_dim"] = args.truncate_dim
         try:
             result = mteb.evaluate(
-                encoder, tasks, cache=None, show_progress_bar=args.progress,
-                encode_kwargs={"batch_size": args.batch_size, "show_progress_bar": args.progress},
-            )  # fmt: skip
+                encoder, tasks, cache=None, show_progress_bar=args.progress, encode_kwargs=encode_kwargs
+            )
         except Exception as err:  # mteb raises many kinds, e.g. a dataset it cannot download
             hint = " (offline? --mteb-local reads STS tasks from the data directory)"
             raise CommandError(f"mteb on {name}: {one_line(err)}{hint}") from err
         scores = {r.task_name: 100 * r.get_score() for r in result.task_results}
-        print(f"{name} (pooler {encoder.pooler}), MTEB main scores x 100")
+        cut = f", first {args.truncate_dim} of {encoder.dim} dimensions" if args.truncate_dim else ""
+        print(f"{name} (pooler {encoder.pooler}{cut}), MTEB main scores x 100")
         for task, score in scores.items():
             print(f"  {task:24s} {score:6.2f}")
         records.append({"model": name, "scores": scores, "results": [r.to_dict() for r in result.task_results]})
     if args.output:
-        report = {"mteb_version": mteb.__version__, "local_data": args.mteb_local, "models": records}
+        report = {
+            "mteb_version": mteb.__version__, "local_data": args.mteb_local, "truncate_dim": args.truncate_dim,
+            "models": records,
+        }  # fmt: skip
         atomic_write_text(args.output, json.dumps(report, indent=2, default=str) + "\n")
         logger.info("wrote %s", args.output)
     return 0

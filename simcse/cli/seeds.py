@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from simcse.evaluation.tasks import PAPER_COLUMNS, TASKS
-from simcse.io import atomic_write_text
+from simcse.io import StrPath, atomic_write_text
 from simcse.train.card import add_test_results
 from simcse.train.config import TrainConfig
 
@@ -31,7 +31,7 @@ def seed_config(cfg: TrainConfig, seed: int) -> TrainConfig:
 
 
 def evaluate_run(
-    run_dir: str, tasks: Sequence[str] = TASKS, data_dir: str | None = None, batch_size: int = 128
+    run_dir: StrPath, tasks: Sequence[StrPath] = TASKS, data_dir: StrPath | None = None, batch_size: int = 128
 ) -> dict[str, Any]:
     """Score ``<run_dir>/model`` on STS test tasks; the result goes to ``sts_test.json`` and the model card."""
     import torch

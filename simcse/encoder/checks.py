@@ -12,6 +12,8 @@ import glob
 import os
 from typing import Any
 
+from simcse.io import StrPath
+
 MARKERS = ("config.json", "modules.json")
 WEIGHT_FILES = (
     "model.safetensors",
@@ -44,8 +46,9 @@ def _what_it_is(folder: str) -> str:
     return f"found only {', '.join(entries[:6])}{', ...' if len(entries) > 6 else ''}" if entries else "it is empty"
 
 
-def check_model_path(name_or_path: str) -> None:
+def check_model_path(name_or_path: StrPath) -> None:
     """Fail early when ``name_or_path`` is meant as a local folder but is not a model folder."""
+    name_or_path = os.fspath(name_or_path)
     if os.path.isfile(name_or_path):
         raise ValueError(f"{name_or_path}: is a file; expected a model folder or hub name")
     if os.path.isdir(name_or_path):
@@ -61,7 +64,7 @@ def check_model_path(name_or_path: str) -> None:
         raise FileNotFoundError(f"{name_or_path}: no such model folder{hint}")
 
 
-def check_transformer_folder(folder: str) -> None:
+def check_transformer_folder(folder: StrPath) -> None:
     """The transformer part of a local folder needs its config, weights and tokenizer files."""
     missing = [
         what

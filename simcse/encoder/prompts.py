@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simcse.encoder.hub import resolve_file, resolve_model_name
+from simcse.io import StrPath
 
 PROMPTS_FILE = "config_sentence_transformers.json"
 PROMPT_MASK = "prompt_mask"  # the batch feature marking prompt tokens (1) for the pooling to skip
@@ -72,7 +73,7 @@ def tokenize_with_prompt(
     return features
 
 
-def read_prompt_settings(name_or_path: str) -> PromptSettings:
+def read_prompt_settings(name_or_path: StrPath) -> PromptSettings:
     """Prompts and ``include_prompt`` stored in a model folder (ours or sentence-transformers'); none if absent."""
     name_or_path = resolve_model_name(name_or_path)
     prompts, default = {}, None
@@ -92,7 +93,7 @@ def read_prompt_settings(name_or_path: str) -> PromptSettings:
     return PromptSettings(prompts, default, include)
 
 
-def write_prompt_settings(path: str, settings: PromptSettings) -> None:
+def write_prompt_settings(path: StrPath, settings: PromptSettings) -> None:
     """Write ``config_sentence_transformers.json`` with the prompts into the folder ``path``."""
     if settings.default_prompt_name is not None and settings.default_prompt_name not in settings.prompts:
         raise ValueError(f"default_prompt_name {settings.default_prompt_name!r} is not among the prompts")

@@ -10,6 +10,7 @@ import torch
 
 from simcse.encoder.heads import DenseHead
 from simcse.encoder.hub import resolve_file
+from simcse.io import StrPath
 
 # sentence-transformers pooling flags <-> our pooler names (only exact equivalents)
 _ST_POOLING = {
@@ -59,9 +60,10 @@ def _load_weights(name_or_path: str, folder: str) -> dict[str, torch.Tensor]:
     return torch.load(bin_file, map_location="cpu", weights_only=True)
 
 
-def read_st_layout(name_or_path: str, modules_file: str) -> STLayout:
+def read_st_layout(name_or_path: StrPath, modules_file: StrPath) -> STLayout:
     """Interpret ``modules.json`` and the module configs of a sentence-transformers model."""
-    modules = _read_json(modules_file)
+    name_or_path = os.fspath(name_or_path)
+    modules = _read_json(os.fspath(modules_file))
     subfolder, pooler, head, normalize, max_len, include_prompt = "", None, None, False, None, True
     for module in modules:
         kind, folder = module.get("type", ""), module.get("path", "")

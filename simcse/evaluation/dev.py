@@ -6,6 +6,7 @@ from typing import Any
 
 from simcse.evaluation.scoring import evaluate_sts
 from simcse.evaluation.tasks import load_task
+from simcse.io import StrPath
 
 
 class DevEvaluator:
@@ -16,7 +17,7 @@ class DevEvaluator:
         batch_size: Sentences per encoding batch.
     """
 
-    def __init__(self, data_dir: str | None, batch_size: int) -> None:
+    def __init__(self, data_dir: StrPath | None, batch_size: int) -> None:
         self.tasks = {
             "STSBenchmark": load_task("STSBenchmark", data_dir, stsb_split="dev"),
             "SICKRelatedness": load_task("SICKRelatedness", data_dir, sick_mode="dev"),

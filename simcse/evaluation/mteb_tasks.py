@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from simcse.evaluation.tasks import TASKS, load_task
+from simcse.io import StrPath
 
 # our task name -> MTEB's
 MTEB_NAMES: dict[str, str] = {**{t: t for t in TASKS}, "SICKRelatedness": "SICK-R"}
 
 
 def local_mteb_task(
-    name: str, data_dir: str | None = None, *, stsb_split: str = "test", sick_mode: str = "full"
+    name: str, data_dir: StrPath | None = None, *, stsb_split: str = "test", sick_mode: str = "full"
 ) -> Any:
     """The MTEB task ``name`` (ours or MTEB's spelling) holding the local pairs of that task.
 

@@ -11,6 +11,7 @@ import torch
 
 from simcse.evaluation.metrics import aggregate, alignment, cosine_pairs, uniformity
 from simcse.evaluation.tasks import PAPER_COLUMNS, STS_SUBSETS, TASKS, STSTask, load_task
+from simcse.io import StrPath
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ def headline(task: STSTask, scores: dict[str, float]) -> float:
 
 def evaluate_sts(
     encode: EncodeFn,
-    tasks: Sequence[str] = TASKS,
-    data_dir: str | None = None,
+    tasks: Sequence[StrPath] = TASKS,
+    data_dir: StrPath | None = None,
     stsb_split: str = "test",
     sick_mode: str = "test",
     align_uniform: bool = True,
@@ -101,13 +102,14 @@ def evaluate_sts(
 
 def score_suite(
     encoder: Any,
-    tasks: Sequence[str] = TASKS,
-    data_dir: str | None = None,
+    tasks: Sequence[StrPath] = TASKS,
+    data_dir: StrPath | None = None,
     *,
     batch_size: int = 128,
     precision: Literal["fp32", "bf16"] = "fp32",
     device: str | None = None,
     max_seq_length: int | None = None,
+    truncate_dim: int | None = None,
     align_uniform: bool = True,
     show_progress_bar: bool = False,
     **evaluate_kwargs: Any,
@@ -125,6 +127,8 @@ def score_suite(
         device: Torch device to move the encoder to; None leaves it where it is.
         max_seq_length: Truncation length to set on the encoder (e.g. the model's own limit rather than the
             training length a saved folder records); None keeps the encoder's.
+        truncate_dim: Score the first N dimensions of every vector (Matryoshka-style, see
+            :func:`simcse.quantize.truncate_embeddings`); cosine, alignment and uniformity normalise them.
         align_uniform: Also report alignment and uniformity on STS-B.
         show_progress_bar: Show a tqdm bar while encoding.
         **evaluate_kwargs: ``stsb_split``, ``sick_mode``, ``loaded``: see :func:`evaluate_sts`.
@@ -140,8 +144,9 @@ def score_suite(
 
     def encode(sentences: list[str]) -> np.ndarray:
         return encoder.encode(
-            sentences, batch_size=batch_size, precision=precision, show_progress_bar=show_progress_bar
-        )
+            sentences, batch_size=batch_size, precision=precision, show_progress_bar=show_progress_bar,
+            truncate_dim=truncate_dim,
+        )  # fmt: skip
 
     return evaluate_sts(encode, list(tasks), data_dir, align_uniform=align_uniform, **evaluate_kwargs)
 

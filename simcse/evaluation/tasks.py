@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simcse.data_dir import DOWNLOAD_HINT, senteval_dir
+from simcse.io import StrPath
 
 STS_SUBSETS: dict[str, tuple[str, ...]] = {
     "STS12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
@@ -95,7 +96,7 @@ def _pairs(name: str, s1: list[str], s2: list[str], scores: list[float]) -> STSP
     )
 
 
-def load_sts_year(task: str, root: str) -> STSTask:
+def load_sts_year(task: str, root: StrPath) -> STSTask:
     """Load STS12-16: ``STS.input.<subset>.txt`` pairs, ``STS.gs.<subset>.txt`` gold (empty = skipped)."""
     folder = os.path.join(root, "STS", f"{task}-en-test")
     subsets = []
@@ -119,7 +120,7 @@ def load_sts_year(task: str, root: str) -> STSTask:
     return STSTask(task, tuple(subsets))
 
 
-def load_stsb(root: str, split: str = "test") -> STSTask:
+def load_stsb(root: StrPath, split: str = "test") -> STSTask:
     """Load STS-B (``sts-<split>.csv``, tab-separated; columns 5-7 are score, sentence1, sentence2)."""
     path = os.path.join(root, "STS", "STSBenchmark", STSB_FILES[split])
     s1, s2, scores = [], [], []
@@ -133,7 +134,7 @@ def load_stsb(root: str, split: str = "test") -> STSTask:
     return STSTask("STSBenchmark", (_pairs(split, s1, s2, scores),))
 
 
-def load_sick(root: str, split: str = "test") -> STSTask:
+def load_sick(root: StrPath, split: str = "test") -> STSTask:
     """Load SICK relatedness (header line skipped; columns 2-4: sentence_A, sentence_B, score 1-5).
 
     ``split="full"`` concatenates train, trial and test (9,927 pairs), as MTEB scores SICK-R.
@@ -152,8 +153,9 @@ def load_sick(root: str, split: str = "test") -> STSTask:
     return STSTask("SICKRelatedness", (_pairs(split, s1, s2, scores),))
 
 
-def load_custom(path: str, low: float = 0.0, high: float = 5.0) -> STSTask:
+def load_custom(path: StrPath, low: float = 0.0, high: float = 5.0) -> STSTask:
     """Load a custom file of ``sentence1<TAB>sentence2<TAB>score`` lines (no header; blank lines skipped)."""
+    path = os.fspath(path)
     if not os.path.isfile(path):  # checked here: _read_lines' hint about downloading data would mislead
         kind = "STS file not found" if not os.path.exists(path) else "not a file"
         kind = "is a directory, expected a file" if os.path.isdir(path) else kind
@@ -176,15 +178,18 @@ def load_custom(path: str, low: float = 0.0, high: float = 5.0) -> STSTask:
     return STSTask(name, (_pairs(name, s1, s2, scores),))
 
 
-def load_task(task: str, data_dir: str | None = None, stsb_split: str = "test", sick_mode: str = "test") -> STSTask:
+def load_task(
+    task: StrPath, data_dir: StrPath | None = None, stsb_split: str = "test", sick_mode: str = "test"
+) -> STSTask:
     """Load a task by name (see :data:`TASKS`) or a custom STS file path.
 
     Args:
-        task: ``STS12``...``STS16``, ``STSBenchmark``, ``SICKRelatedness`` or a file path.
+        task: ``STS12``...``STS16``, ``STSBenchmark``, ``SICKRelatedness`` or a file path (``str`` or ``os.PathLike``).
         data_dir: Data directory (see :func:`simcse.data_dir.resolve_data_dir`).
         stsb_split: ``dev`` or ``test`` (or ``train``) for STS-B.
         sick_mode: ``test`` (SentEval), ``dev`` (the trial split) or ``full`` (MTEB: all 9,927 pairs).
     """
+    task = os.fspath(task)
     if task in STS_SUBSETS:
         return load_sts_year(task, senteval_dir(data_dir))
     if task == "STSBenchmark":

@@ -18,7 +18,8 @@ import yaml
 
 from simcse.encoder.st_format import ST_POOLING_MODES
 from simcse.evaluation.tasks import PAPER_COLUMNS
-from simcse.io import atomic_write_text
+from simcse.install_check import DISTRIBUTION
+from simcse.io import StrPath, atomic_write_text
 from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
 from simcse.train.config import TrainConfig, load_config, to_yaml
 
@@ -116,7 +117,11 @@ def _usage(cfg: TrainConfig, path: str) -> str:
         if cfg.pooler in ST_POOLERS
         else f"# pooler {cfg.pooler} has no sentence-transformers equivalent: use simcse or transformers"
     )
-    return f"""```python
+    return f"""```bash
+pip install {DISTRIBUTION}  # imports as simcse; the PyPI name "simcse" is the 2021 reference package, another tool
+```
+
+```python
 from simcse import Encoder
 
 encoder = Encoder.from_pretrained("{path}")  # pooling and head as trained
@@ -215,12 +220,13 @@ def _best_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return saved[-1] if saved else None
 
 
-def write_model_card(run_dir: str, cfg: TrainConfig | None = None) -> str | None:
+def write_model_card(run_dir: StrPath, cfg: TrainConfig | None = None) -> str | None:
     """(Re)write ``<run_dir>/model/README.md`` from the run's files; returns its path (None: no model yet).
 
     Reads ``config.yaml`` (unless ``cfg`` is given), ``metrics.jsonl`` (the saved step's dev metrics),
     ``sts_test.json`` (if any) and shows ``model/training_curves.png`` if present.
     """
+    run_dir = os.fspath(run_dir)
     model_dir = os.path.join(run_dir, "model")
     metrics = os.path.join(run_dir, "metrics.jsonl")
     best = _best_record(read_metrics(metrics)) if os.path.isfile(metrics) else None
@@ -238,7 +244,7 @@ def write_model_card(run_dir: str, cfg: TrainConfig | None = None) -> str | None
     return card
 
 
-def add_test_results(run_dir: str, result: dict[str, Any]) -> str | None:
+def add_test_results(run_dir: StrPath, result: dict[str, Any]) -> str | None:
     """Record the best model's STS test results (``<run_dir>/sts_test.json``) and put them in its card."""
     atomic_write_text(os.path.join(run_dir, TEST_RESULTS_FILE), json.dumps(result, indent=2) + "\n")
     return write_model_card(run_dir)

@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from simcse.io import StrPath
 from simcse.train.validate import Mode, validate
 
 
@@ -22,7 +23,11 @@ def _f(default: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a SimCSE run needs. Defaults follow Gao et al. (2021), unsupervised BERT-base."""
+    """Everything a SimCSE run needs. Defaults follow Gao et al. (2021), unsupervised BERT-base.
+
+    The file and folder fields (:data:`PATH_FIELDS`) also take ``os.PathLike`` values (``pathlib.Path``);
+    they are stored as plain strings, as ``config.yaml`` records them.
+    """
 
     # model
     model_name_or_path: str = _f("bert-base-uncased", "hub name or local folder of the encoder")
@@ -131,6 +136,9 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        for name in PATH_FIELDS:  # frozen: a Path given is kept as the string config.yaml saves
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         if self.mlp_only_train is None:  # frozen: resolved once, so the saved config.yaml says what ran
             object.__setattr__(self, "mlp_only_train", self.mode == "unsup")
         validate(self)
@@ -142,6 +150,7 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+PATH_FIELDS = ("model_name_or_path", "train_file", "dataset_name", "data_dir", "data_cache_dir", "output_dir")
 
 
 def _convert(name: str, value: Any, source: str) -> Any:
@@ -201,10 +210,11 @@ def _check_key(key: str, source: str) -> None:
         raise ValueError(f"{source}: unknown config key {key!r}{hint}")
 
 
-def load_config(path: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(path: StrPath | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Build a config from defaults, then a YAML file, then overrides; unknown keys are rejected."""
     values: dict[str, Any] = {}
     if path is not None:
+        path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: config file {'is a directory' if os.path.isdir(path) else 'not found'}")
         with open(path, "rb") as f:

@@ -244,7 +244,7 @@ def _count_nonfinite(outcome: Any, state: dict[str, Any], step: int, limit: int)
 def _show(progress: Any, record: dict[str, Any], steps: int) -> None:
     dev = {"stsb_dev": f"{record['stsb_dev']:.2f}"} if "stsb_dev" in record else {}
     progress.update(steps)
-    progress.set_postfix(loss=f"{record['loss']:.4f}", **dev)
+    progress.set_postfix(loss=f"{record['loss']:.4g}", **dev)  # 4 significant digits: a strong model's loss is ~1e-5
 
 
 class _Stop:
