@@ -89,3 +89,26 @@ def all_agree(ok: bool, device: torch.device | str = "cpu") -> bool:
         return ok
     flag = torch.tensor([0.0 if ok else 1.0], device=device)
     return float(sum_over_processes(flag)) == 0.0
+
+
+def broadcast_from_main(obj: object) -> object:
+    """The main process's ``obj`` on every process (a picklable object; itself on one process)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def init_cpu_group_from_env(timeout_s: float) -> tuple[int, int]:
+    """Join the launcher's processes (``torchrun`` / ``accelerate launch`` env) in a gloo group; ``(rank, world)``.
+
+    Used by jobs whose processes work apart and exchange only a few small objects (``simcse encode``):
+    gloo on the CPU, whatever the accelerator, with ``timeout_s`` as the limit of any collective.
+    """
+    import datetime
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not (dist.is_available() and dist.is_initialized()):
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    return rank_and_world()
