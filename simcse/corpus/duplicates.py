@@ -72,17 +72,6 @@ class _IdLookup:
         return value.item() if hasattr(value, "item") else value
 
 
-def locate(source: CorpusSource, rows: set[int]) -> dict[int, str]:
-    """Where (file and line) each of ``rows`` is in the input, by reading it again up to the last of them."""
-    found: dict[int, str] = {}
-    for i, (_, _, where) in enumerate(source.rows()):
-        if i in rows:
-            found[i] = where
-            if len(found) == len(rows):
-                break
-    return found
-
-
 def check_unique_ids(out: str, records: list[dict[str, Any]], source: CorpusSource, kind: str) -> None:
     """Raise :class:`CorpusError` naming the file and line of the first repeated id (row indices never repeat)."""
     if kind == "index":
@@ -90,6 +79,6 @@ def check_unique_ids(out: str, records: list[dict[str, Any]], source: CorpusSour
     found = find_duplicate(out, records)
     if found is not None:
         value, first, second = found
-        where = locate(source, {first, second})
+        where = {i: row[2] for i, row in source.find_rows({first, second}).items()}
         raise CorpusError(f"{where.get(second, f'row {second}')}: duplicate id {value!r} "
                           f"(first at {where.get(first, f'row {first}')}); ids must be unique")  # fmt: skip

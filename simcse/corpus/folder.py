@@ -34,7 +34,7 @@ SETTINGS_FILE = "settings.json"
 MANIFEST_FILE = "manifest.json"
 PROGRESS_DIR = "progress"
 FORMAT_NAME = "simcse-corpus-embeddings"
-UNCHECKED = ("int8_ranges",)  # not compared on resume: computed once, by the run that started the folder
+UNCHECKED = ("int8_ranges", "model")  # not compared: computed once by the first run; the model is compared by revision
 
 
 def read_json(path: str) -> dict[str, Any] | None:

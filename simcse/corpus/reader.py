@@ -145,7 +145,8 @@ class ShardedEmbeddings:
         calibration = None
         for first, stored in self.iter_shards():
             if precision == "float32":
-                scores = q @ F.normalize(torch.from_numpy(np.asarray(stored, dtype=np.float32)), dim=-1).T
+                vectors = torch.from_numpy(np.array(stored, dtype=np.float32))  # a copy: shards may be read-only maps
+                scores = q @ F.normalize(vectors, dim=-1).T  # (n_queries, shard rows)
             else:
                 if self.dtype == "float32" and precision == "int8" and calibration is None:
                     calibration = np.asarray(stored, dtype=np.float32)  # the first shard calibrates int8

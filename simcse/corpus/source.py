@@ -104,6 +104,17 @@ class CorpusSource:
             else:
                 yield from (self._jsonl_rows if fmt == "jsonl" else self._text_rows)(path)
 
+    def find_rows(self, wanted: set[int]) -> dict[int, tuple[str, Any, str]]:
+        """Rows by index (``(text, id, where)``), reading the input again up to the last one wanted."""
+        found: dict[int, tuple[str, Any, str]] = {}
+        if wanted:
+            for i, row in enumerate(self.rows()):
+                if i in wanted:
+                    found[i] = row
+                    if len(found) == len(wanted):
+                        break
+        return found
+
     # ------------------------------------------------------------------ formats
     def _lines(self, path: str, keep_ends: bool = False) -> Iterator[tuple[int, str]]:
         with open(path, "rb") as f:
