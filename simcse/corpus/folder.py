@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from simcse.corpus.source import CorpusError
-from simcse.io import atomic_write_text
+from simcse.io import atomic_write_text, recover
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +169,8 @@ def write_manifest(out: str, settings: dict[str, Any], records: list[dict[str, A
     """Write ``manifest.json`` from the shards' records, then remove the run's working files."""
     for path in glob.glob(os.path.join(glob.escape(out), ".shard-*.tmp-*")):
         os.remove(path)  # left by killed runs of processes that no longer own that shard
+    for name in (MANIFEST_FILE, SETTINGS_FILE):
+        recover(os.path.join(out, name))  # a temporary file of a write that a kill interrupted
     seconds = sum(r["seconds"] for r in records)
     rows = sum(r["rows"] for r in records)
     shards = [{k: r[k] for k in ("index", "rows", "files", "input_sha256")} for r in records]
