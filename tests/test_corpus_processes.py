@@ -156,11 +156,11 @@ def test_ray_actor_pool_gives_the_rows_of_one_process(tiny_model_dir, corpus, re
 
     from simcse.corpus.ray import encode_with_ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {**ENV, "PYTHONPATH": REPO}})  # fmt: skip
     try:
         encode_with_ray(tiny_model_dir, [corpus], str(tmp_path / "ray"), id_column="id", input_format="jsonl",
-                        num_actors=2, rows_per_call=64, pooler="avg", batch_size=8)  # fmt: skip
+                        num_actors=2, num_cpus=1, rows_per_call=64, pooler="avg", batch_size=8)  # fmt: skip
     finally:
         ray.shutdown()
     table = pads.dataset(str(tmp_path / "ray"), format="parquet").to_table()

@@ -82,7 +82,8 @@ def _read(paths: Sequence[str], input_format: str) -> Any:
 
 def encode_with_ray(
     model: str, paths: Sequence[str], output: str, *, id_column: str, text_column: str = "text",
-    input_format: str = "parquet", num_actors: int = 1, num_gpus: float = 0, rows_per_call: int = 4096,
+    input_format: str = "parquet", num_actors: int = 1, num_gpus: float = 0, num_cpus: float = 1,
+    rows_per_call: int = 4096,
     **encoder_kwargs: Any,
 ) -> None:  # fmt: skip
     """Encode ``paths`` with a pool of ``num_actors`` :class:`RayEncoder` actors and write Parquet to ``output``.
@@ -98,6 +99,7 @@ def encode_with_ray(
         input_format: ``parquet``, ``jsonl`` or ``csv``.
         num_actors: Size of the actor pool (one per GPU).
         num_gpus: GPUs per actor (1 on GPU clusters, 0 on CPUs).
+        num_cpus: CPUs per actor (leave the cluster CPUs for Ray's read and write tasks, or the pool starves them).
         rows_per_call: Rows handed to an actor at a time (its encode sorts them by length).
         **encoder_kwargs: Passed to :class:`RayEncoder` (``pooler``, ``batch_size``, ``normalize``...).
     """
@@ -106,5 +108,6 @@ def encode_with_ray(
         RayEncoder, fn_constructor_kwargs={"model": model, "text_column": text_column, "id_column": id_column,
                                            **encoder_kwargs},
         batch_size=rows_per_call, batch_format="numpy", concurrency=num_actors, num_gpus=num_gpus,
+        num_cpus=num_cpus,
     )  # fmt: skip
     ds.write_parquet(output)
