@@ -51,7 +51,8 @@ def build_tiny_model(folder: str) -> str:
 def measure_rss(model: str, corpus: str, out: str, shard_size: int) -> dict[str, float]:
     """Peak RSS (MB) and seconds of one ``simcse encode`` process."""
     cmd = [sys.executable, "-c", MEASURE, "encode", "--model", model, "--pooler", "avg", corpus, "-o", out,
-           "--shard-size", str(shard_size), "--max-seq-length", "32", "--batch-size", "256", "--no-progress"]  # fmt: skip
+           "--shard-size", str(shard_size), "--max-seq-length", "32", "--batch-size", "256",
+           "--no-progress"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": REPO, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode:
@@ -94,7 +95,8 @@ def throughput(rows: int, rounds: int, shard_size: int, folder: str, corpus_file
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", os.path.join(REPO, "..", "shared", "data")))  # fmt: skip
+    shared = os.path.join(REPO, "..", "shared", "data")
+    parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", shared))
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[1_000_000, 5_000_000])
     parser.add_argument("--shard-size", type=int, default=100_000)
     parser.add_argument("--rows", type=int, default=8000, help="MiniLM throughput subset (0: skip)")

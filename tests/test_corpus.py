@@ -251,3 +251,16 @@ def test_duplicate_check_agrees_with_a_set(tmp_path):
 def test_small_output_keeps_its_behaviour_and_refuses_corpus_options(tiny_model_dir, text_file, tmp_path, capsys):
     assert main(["encode", "--model", tiny_model_dir, text_file, "-o", str(tmp_path / "v.npy"), "--resume"]) == 1
     assert "--resume needs a folder as --output" in capsys.readouterr().err
+
+
+def test_the_wait_for_other_processes_ends_on_their_failure_or_a_timeout(tmp_path):
+    from simcse.corpus.folder import note_failure, record_path, wait_for_shards, write_json
+
+    (tmp_path / "progress").mkdir()
+    for k in (0, 2):  # process 0's shards of 2 processes
+        write_json(record_path(str(tmp_path), k), {"settings_sha256": "s", "rows": 1})
+    with pytest.raises(CorpusError, match=r"missing shards 1, 3 of process\(es\) 1\..*on storage they all share"):
+        wait_for_shards(str(tmp_path), 4, 2, "s", timeout=0.3)
+    note_failure(str(tmp_path), 1, "CUDA error: out of memory")
+    with pytest.raises(CorpusError, match=r"rank 1 failed: .*: CUDA error: out of memory"):
+        wait_for_shards(str(tmp_path), 4, 2, "s", timeout=3600)

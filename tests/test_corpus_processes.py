@@ -138,7 +138,8 @@ def test_two_processes_write_the_rows_of_one(tiny_model_dir, corpus, reference, 
         assert json.load(f)["processes"] == 2
     # a repeated id in shards of different processes is found at the end, named by file and line
     dup = tmp_path / "dup.jsonl"
-    lines = open(corpus).read().splitlines()
+    with open(corpus) as f:
+        lines = f.read().splitlines()
     lines[120] = lines[120].replace('"d120"', '"d7"')  # shard 2 (process 0) repeats an id of shard 0 (process 0)
     lines[75] = lines[75].replace('"d75"', '"d3"')  # shard 1 (process 1) repeats one of shard 0: found first
     dup.write_text("\n".join(lines) + "\n")

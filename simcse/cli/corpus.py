@@ -1,4 +1,4 @@
-"""``simcse encode ... --output FOLDER``: the options of a sharded corpus encode, and the call into :mod:`simcse.corpus`."""
+"""``simcse encode ... --output FOLDER``: the options of a sharded corpus encode, and the call into the library."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def run_corpus_encode(args: argparse.Namespace) -> int:
         prompt_name=args.prompt_name, calibration_rows=args.calibration_rows, resume=args.resume,
         overwrite=args.overwrite, wait_timeout=args.wait_timeout, show_progress=args.progress,
     )  # fmt: skip
-    rank, world = init_cpu_group_from_env(args.wait_timeout)
+    _, world = init_cpu_group_from_env(args.wait_timeout)
     if world > 1 and args.device is None and _has_cuda():
         args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per process
     encoder = load_model(args)

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from simcse.cli.common import (
-    CommandError,
     add_model_arguments,
     add_truncate_argument,
     check_truncate_argument,

@@ -22,8 +22,8 @@ def search_folder(args: argparse.Namespace, queries: list[str]) -> int:
         raise CommandError(f"{args.corpus_embeddings}: holds vectors of size {settings['dim']}; drop --truncate-dim")
     encoder = load_model(args)
     if model_revision(encoder, args.model) != settings["model_revision"] or encoder.pooler != settings["pooler"]:
-        raise CommandError(f"{args.corpus_embeddings}: encoded with model {settings['model']} (pooler "
-                           f"{settings['pooler']}, revision {settings['model_revision']}), not --model {args.model}")  # fmt: skip
+        made = f"model {settings['model']} (pooler {settings['pooler']}, revision {settings['model_revision']})"
+        raise CommandError(f"{args.corpus_embeddings}: encoded with {made}, not --model {args.model}")
     q = encoder.encode(queries, batch_size=args.batch_size, truncate_dim=settings["truncate_dim"])  # (n, dim)
     hits = folder.search(q, args.top_k, args.precision, args.rescore_multiplier)
     rows = sorted({row for found in hits for row, _ in found})

@@ -15,6 +15,7 @@ A folder with a manifest is finished: it is never written again without ``overwr
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -100,6 +101,9 @@ def prepare_folder(
                               "use the same model and options, --overwrite, or another output folder")  # fmt: skip
         if not manifest:
             os.makedirs(os.path.join(out, PROGRESS_DIR), exist_ok=True)
+            # the other processes wait for this process's answer: no failure note of this run exists yet
+            for note in glob.glob(os.path.join(glob.escape(out), PROGRESS_DIR, "failed-rank-*.txt")):
+                os.remove(note)
         return stored, bool(manifest)
     os.makedirs(os.path.join(out, PROGRESS_DIR), exist_ok=True)
     settings = {**settings, "int8_ranges": calibrate()}
@@ -108,22 +112,19 @@ def prepare_folder(
 
 
 def clear_own_leftovers(out: str, rank: int, world: int) -> None:
-    """Remove temporary shard files a killed run left for shards this process owns, and its failure note."""
+    """Remove temporary shard files a killed run left for shards this process owns."""
     for path in glob.glob(os.path.join(glob.escape(out), ".shard-*.tmp-*")):
         k = int(os.path.basename(path)[len(".shard-") :].split(".")[0])
         if k % world == rank:
-            os.remove(path)
-    failed = os.path.join(out, PROGRESS_DIR, f"failed-rank-{rank}.txt")
-    if os.path.exists(failed):
-        os.remove(failed)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
 
 def note_failure(out: str, rank: int, message: str) -> None:
     """Leave this process's error in the folder, so the process waiting for its shards stops at once."""
-    try:
-        atomic_write_text(os.path.join(out, PROGRESS_DIR, f"failed-rank-{rank}.txt"), f"{socket.gethostname()}: {message}")
-    except OSError:  # the folder itself may be the problem; the error is raised anyway
-        pass
+    with contextlib.suppress(OSError):  # the folder itself may be the problem; the error is raised anyway
+        path = os.path.join(out, PROGRESS_DIR, f"failed-rank-{rank}.txt")
+        atomic_write_text(path, f"{socket.gethostname()}: {message}")
 
 
 def wait_for_shards(out: str, n_shards: int, world: int, digest: str, timeout: float) -> list[dict[str, Any]]:

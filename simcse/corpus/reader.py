@@ -78,7 +78,8 @@ class ShardedEmbeddings:
         for k, positions, local in self._by_shard(np.asarray(rows, dtype=np.int64)):
             ids = read_ids(self.folder, list(self.shards[k]["files"]))
             for p, j in zip(positions, local):
-                out[p] = int(self.starts[k] + j) if ids is None else ids[j].item() if hasattr(ids[j], "item") else ids[j]
+                value = self.starts[k] + j if ids is None else ids[j]
+                out[p] = value.item() if hasattr(value, "item") else value
         return out
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
@@ -167,4 +168,5 @@ class ShardedEmbeddings:
         if self.dtype == "float32":
             return QuantizedIndex.build(np.asarray(stored, dtype=np.float32), precision, calibration)  # type: ignore[arg-type]
         ranges = self.settings.get("int8_ranges")
-        return QuantizedIndex(precision, np.asarray(stored), dim, None if ranges is None else np.asarray(ranges, dtype=np.float32))  # type: ignore[arg-type]  # fmt: skip
+        ranges = None if ranges is None else np.asarray(ranges, dtype=np.float32)  # (2, dim)
+        return QuantizedIndex(precision, np.asarray(stored), dim, ranges)  # type: ignore[arg-type]

@@ -166,7 +166,8 @@ class CorpusSource:
             except json.JSONDecodeError as err:
                 raise CorpusError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
             if not isinstance(record, dict):
-                raise CorpusError(f"{where}: expected a JSON object, found {'an empty line' if record is None else type(record).__name__}")  # fmt: skip
+                found = "an empty line" if record is None else type(record).__name__
+                raise CorpusError(f"{where}: expected a JSON object, found {found}")
             missing = [c for c in self._columns() if c not in record]
             if missing:
                 raise CorpusError(f"{where}: lacks key(s) {', '.join(missing)}")

@@ -9,9 +9,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from train_child import pause_at  # noqa: E402
+from train_child import pause_at
 
-from simcse.cli import main  # noqa: E402
+from simcse.cli import main
 
 if __name__ == "__main__":
     if os.environ.get("SIMCSE_CHILD_PAUSE"):
