@@ -2,8 +2,8 @@
 
 1. **Memory** (``--rss-sizes``): ``simcse encode CORPUS -o FOLDER`` (the command users run), each size in a
    fresh process, on corpora of the shared Wikipedia sentences repeated to N lines, with a tiny random
-   BERT (2 layers, hidden 32, all-MiniLM-L6-v2's tokenizer, built here) so millions of rows fit in
-   minutes on a CPU. Peak RSS must be flat in the corpus size (bounded by the shard size).
+   BERT (2 layers, hidden 32, all-MiniLM-L6-v2's tokenizer, built here; 16 tokens, one thread) so
+   millions of rows fit in minutes on a CPU. Peak RSS must be flat in the corpus size (bounded by the shard size).
 2. **Throughput** (``--rows``): all-MiniLM-L6-v2 on the first N sentences, timed interleaved in one process
    for ``--rounds`` rounds: :func:`simcse.corpus.encode_corpus` (read the file, encode shard by shard,
    write Parquet) against ``Encoder.encode`` on the same rows already in memory (the peer: no reading, no
@@ -51,9 +51,11 @@ def build_tiny_model(folder: str) -> str:
 def measure_rss(model: str, corpus: str, out: str, shard_size: int) -> dict[str, float]:
     """Peak RSS (MB) and seconds of one ``simcse encode`` process."""
     cmd = [sys.executable, "-c", MEASURE, "encode", "--model", model, "--pooler", "avg", corpus, "-o", out,
-           "--shard-size", str(shard_size), "--max-seq-length", "32", "--batch-size", "256",
+           "--shard-size", str(shard_size), "--max-seq-length", "16", "--batch-size", "256",
            "--no-progress"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": REPO, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # one thread: a tiny model's matrices are too small to share, and spinning threads slow a loaded CPU down
+    env = {**os.environ, "PYTHONPATH": REPO, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": "1"}  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])

@@ -101,6 +101,23 @@ def test_columns_and_ids_from_csv_jsonl_parquet(tiny_encoder, texts, tmp_path, f
     np.testing.assert_allclose(vectors, tiny_encoder.encode(texts), atol=BATCH_TOL, rtol=0)
 
 
+def test_a_dataset_folder_is_streamed_like_its_file(tiny_encoder, texts, tmp_path):
+    """``--dataset`` goes through ``datasets.load_dataset(..., streaming=True)``; a local folder is a dataset too."""
+    (tmp_path / "ds").mkdir()
+    path = _write_inputs(tmp_path / "ds", texts[:12])["parquet"]
+    for name in ("in.csv", "in.jsonl"):
+        os.remove(tmp_path / "ds" / name)
+    options = EncodeOptions(shard_size=5, show_progress=False)
+    encode_corpus(tiny_encoder, CorpusSource(dataset=str(tmp_path / "ds"), text_column="body", id_column="doc_id"),
+                  tmp_path / "hub", options)  # fmt: skip
+    encode_corpus(tiny_encoder, CorpusSource(paths=(path,), text_column="body", id_column="doc_id"),
+                  tmp_path / "file", options)  # fmt: skip
+    hub_ids, hub_vectors = read_folder(str(tmp_path / "hub"))
+    file_ids, file_vectors = read_folder(str(tmp_path / "file"))
+    assert [str(i) for i in file_ids] == hub_ids  # hub ids are kept as text
+    np.testing.assert_array_equal(hub_vectors, file_vectors)
+
+
 def test_int8_and_binary_shards_are_the_projects_quantization(tiny_encoder, texts, text_file, tmp_path):
     emb = tiny_encoder.encode(texts, batch_size=16)
     ranges = calibration_ranges(_unit(tiny_encoder.encode(texts[:20])))  # --calibration-rows 20

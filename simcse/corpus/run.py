@@ -167,8 +167,8 @@ def encode_corpus(
         try:
             answer = prepare_folder(out, settings, options.resume, options.overwrite,
                                     lambda: _calibrate(encoder, source, options))  # fmt: skip
-        except (CorpusError, OSError) as err:
-            answer = str(err)
+        except Exception as err:  # every process must hear of it: they wait for this answer
+            answer = str(err) if isinstance(err, (CorpusError, OSError)) else f"{type(err).__name__}: {err}"
     answer = share(answer)
     if isinstance(answer, str):
         raise CorpusError(answer)
