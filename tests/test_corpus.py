@@ -89,12 +89,15 @@ def _write_inputs(root, texts: list[str]) -> dict[str, str]:
     return paths
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
-def test_columns_and_ids_from_csv_jsonl_parquet(tiny_encoder, texts, tmp_path, fmt):
+@pytest.mark.parametrize(("fmt", "file_format"), [("csv", "parquet"), ("jsonl", "npy"), ("parquet", "npy")])
+def test_columns_and_ids_from_csv_jsonl_parquet(tiny_encoder, texts, tmp_path, fmt, file_format):
     texts = [*texts[:10], 'a "quoted", multi\nline text']
     path = _write_inputs(tmp_path, texts)[fmt]
     source = CorpusSource(paths=(path,), text_column="body", id_column="doc_id")
-    encode_corpus(tiny_encoder, source, tmp_path / "out", EncodeOptions(shard_size=4, show_progress=False))
+    options = EncodeOptions(shard_size=4, file_format=file_format, show_progress=False)
+    encode_corpus(tiny_encoder, source, tmp_path / "out", options)
+    if file_format == "npy":
+        assert os.path.isfile(tmp_path / "out" / "shard-00002.ids.npy")
     ids, vectors = read_folder(str(tmp_path / "out"))
     # Parquet's integer column stays int64; other ids are text
     assert ids == (list(range(100, 111)) if fmt == "parquet" else [f"doc-{i}" for i in range(11)])

@@ -100,8 +100,14 @@ def _save_npy(path: str, array: np.ndarray) -> None:
         np.save(f, array, allow_pickle=False)
 
 
+def _vectors_first(names: list[str]) -> list[str]:
+    """A shard's file names, vectors first (records list them sorted by name: ``.ids.npy`` sorts first)."""
+    return sorted(names, key=lambda n: n.endswith(".ids.npy"))
+
+
 def read_shard(folder: str, names: list[str], mmap: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
     """``(ids or None, vectors)`` of one shard, ids as written; ``.npy`` vectors are memory-mapped."""
+    names = _vectors_first(names)
     path = os.path.join(folder, names[0])
     if names[0].endswith(".parquet"):
         import pyarrow.parquet as pq
@@ -118,6 +124,7 @@ def read_shard(folder: str, names: list[str], mmap: bool = True) -> tuple[np.nda
 
 def read_ids(folder: str, names: list[str]) -> np.ndarray | None:
     """The ids column of a shard (None for ``npy`` shards without an ids file)."""
+    names = _vectors_first(names)
     if names[0].endswith(".parquet"):
         import pyarrow.parquet as pq
 
