@@ -158,3 +158,24 @@ def share_outcome(error: BaseException | None, what: str) -> None:
     for rank, message in enumerate(messages):
         if message is not None:
             raise PeerFailed(f"process {rank} failed while {what}: {message}")
+
+
+def broadcast_from_main(obj: object) -> object:
+    """The main process's ``obj`` on every process (a picklable object; itself on one process)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def init_cpu_group_from_env(timeout_s: float) -> tuple[int, int]:
+    """Join the launcher's processes (``torchrun`` / ``accelerate launch`` env) in a gloo group; ``(rank, world)``.
+
+    Used by jobs whose processes work apart and exchange only a few small objects (``simcse encode``):
+    gloo on the CPU, whatever the accelerator, with ``timeout_s`` as the limit of any collective.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not (dist.is_available() and dist.is_initialized()):
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    return rank_and_world()

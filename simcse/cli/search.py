@@ -19,6 +19,7 @@ from simcse.cli.common import (
     load_model,
     read_lines,
 )
+from simcse.cli.search_folder import search_folder
 from simcse.quantize import PRECISIONS, search_vectors, truncate_embeddings
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ EPILOG = """examples:
   echo "a man plays music" | simcse search --model runs/demo/model --corpus corpus.txt --corpus-embeddings corpus.npy
   simcse search --model runs/demo/model --corpus corpus.txt --precision binary --rescore-multiplier 4 "a query"
   simcse search --model runs/demo/model --corpus corpus.txt --truncate-dim 128 "a query"
+  simcse encode --model runs/demo/model corpus.txt -o vectors/ && simcse search --model runs/demo/model \
+      --corpus-embeddings vectors/ "a query"       (a folder: searched shard by shard; texts from its input)
 
 output (text): one block per query, hits best first as rank, cosine, corpus line number and text;
 (jsonl): {"query": ..., "hits": [{"rank": 1, "score": ..., "line": ..., "text": ...}, ...]} per query."""
@@ -55,17 +58,22 @@ def add_search_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("queries", nargs="*", metavar="QUERY", help="query sentences (else --queries, else stdin)")
-    parser.add_argument("--corpus", required=True, metavar="FILE", help="text file, one corpus entry per line")
+    parser.add_argument(
+        "--corpus", default=None, metavar="FILE",
+        help="text file, one corpus entry per line (optional with a --corpus-embeddings folder: texts of the hits)",
+    )  # fmt: skip
     parser.add_argument("--queries", dest="queries_file", default=None, metavar="FILE", help="one query per line")
     parser.add_argument("-k", "--top-k", type=int, default=5, metavar="K", help="hits per query (default: 5)")
     parser.add_argument("--format", choices=("text", "jsonl"), default="text", help="output format (default: text)")
     parser.add_argument(
-        "--corpus-embeddings", default=None, metavar="NPY",
-        help="precomputed corpus vectors (.npy from simcse encode, same model and line order)",
+        "--corpus-embeddings", default=None, metavar="NPY_OR_FOLDER",
+        help="precomputed corpus vectors: a .npy (same model and line order) or a folder of shards from "
+        "simcse encode -o FOLDER, searched shard by shard",
     )  # fmt: skip
     parser.add_argument(
-        "--precision", choices=PRECISIONS, default="float32",
-        help="corpus vectors searched as float32 (exact), int8 codes or binary sign bits (default: float32)",
+        "--precision", choices=PRECISIONS, default=None,
+        help="corpus vectors searched as float32 (exact), int8 codes or binary sign bits (default: float32, "
+        "or what a folder stores)",
     )  # fmt: skip
     parser.add_argument(
         "--rescore-multiplier", type=int, default=0, metavar="M",
@@ -110,8 +118,13 @@ def run_search(args: argparse.Namespace) -> int:
     """Run ``simcse search``."""
     if args.top_k < 1:
         raise CommandError(f"--top-k must be >= 1, got {args.top_k}")
-    if args.rescore_multiplier < 0 or (args.rescore_multiplier and args.precision == "float32"):
+    if args.rescore_multiplier < 0 or (args.rescore_multiplier and args.precision in (None, "float32")):
         raise CommandError("--rescore-multiplier must be >= 1 and goes with --precision int8 or binary")
+    if args.corpus_embeddings and os.path.isdir(args.corpus_embeddings):
+        return search_folder(args, _queries(args))
+    if args.corpus is None:
+        raise CommandError("--corpus is required (unless --corpus-embeddings is a folder from simcse encode)")
+    args.precision = args.precision or "float32"
     corpus = read_lines(args.corpus, what="corpus entries")
     queries = _queries(args)  # bad input fails before the model is loaded
     stored = _load_corpus_embeddings(args.corpus_embeddings, len(corpus)) if args.corpus_embeddings else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -187,6 +187,7 @@ class Encoder(nn.Module):
         truncate_dim: int | None = None,
         prompt: str | None = None,
         prompt_name: str | None = None,
+        progress: Callable[[int], None] | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
         """Embed sentences into one float32 array, one row per input, in input order.
@@ -211,6 +212,7 @@ class Encoder(nn.Module):
                 the model's ``include_prompt`` is off.
             prompt_name: A key of the model's saved prompts (e.g. ``query``, ``document``); without
                 ``prompt`` or ``prompt_name`` the model's ``default_prompt_name`` applies, if any.
+            progress: Called with the number of sentences of each batch once it is encoded.
 
         Example:
             >>> vecs = encoder.encode(["a cat", "a dog"], normalize=True)  # doctest: +SKIP
@@ -230,7 +232,7 @@ class Encoder(nn.Module):
             features = self.tokenize(items, prompt=self.prompts.resolve(prompt, prompt_name))
             was_training = self.training
             self.eval()
-            self._encode_into(out, features, batch_size, use_head, precision, normalize, show_progress_bar)
+            self._encode_into(out, features, batch_size, use_head, precision, normalize, show_progress_bar, progress)
             self.train(was_training)
         if truncate_dim is not None:
             out = truncate_embeddings(out, truncate_dim, normalize=normalize)  # (n, truncate_dim)
@@ -238,7 +240,7 @@ class Encoder(nn.Module):
 
     def _encode_into(
         self, out: np.ndarray, features: dict[str, Any], batch_size: int, use_head: bool, precision: str,
-        normalize: bool, show_progress_bar: bool,
+        normalize: bool, show_progress_bar: bool, progress: Callable[[int], None] | None = None,
     ) -> None:  # fmt: skip
         """Fill ``out`` (rows in input order) batch by batch, longest sentences first."""
         # longest first: a too-large batch fails at once, not at the end
@@ -258,6 +260,8 @@ class Encoder(nn.Module):
             if normalize:
                 emb = F.normalize(emb, dim=-1)
             out[rows] = emb.cpu().numpy()
+            if progress is not None:
+                progress(len(rows))
 
     def similarity(self, a: Sequence[str] | np.ndarray, b: Sequence[str] | np.ndarray) -> np.ndarray:
         """Cosine similarity matrix ``(len(a), len(b))`` of sentences or precomputed embeddings."""

@@ -1,0 +1,19 @@
+"""``simcse <command> ...`` in its own process, for tests that kill it (SIGKILL) at a chosen file operation.
+
+Usage: ``python encode_child.py encode --model ... -o FOLDER ...``. With ``SIMCSE_CHILD_PAUSE`` set, the
+child blocks before the first matching ``os.replace`` / ``shutil.rmtree`` (see ``train_child.pause_at``).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from train_child import pause_at
+
+from simcse.cli import main
+
+if __name__ == "__main__":
+    if os.environ.get("SIMCSE_CHILD_PAUSE"):
+        pause_at(os.environ["SIMCSE_CHILD_PAUSE"], os.environ["SIMCSE_CHILD_PAUSED"])
+    sys.exit(main(sys.argv[1:]))
