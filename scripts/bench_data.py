@@ -62,7 +62,7 @@ def memory() -> dict[str, float]:
 
 
 def config(corpus: str, cache: str, batch_size: int = 64):
-    from simcse.train.config import TrainConfig
+    from simcse.config import TrainConfig
 
     return TrainConfig(
         model_name_or_path=minilm(), pooler="avg", mlp_only_train=False, train_file=corpus, batch_size=batch_size,

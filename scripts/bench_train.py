@@ -69,7 +69,7 @@ def simcse_step(
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
-    from simcse.train.config import TrainConfig
+    from simcse.config import TrainConfig
     from simcse.train.data import BatchSchedule, load_training_views
     from simcse.train.model import build_model
     from simcse.train.objective import ObjectiveStep

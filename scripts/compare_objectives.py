@@ -24,11 +24,11 @@ import os
 from typing import Any
 
 from simcse import Encoder, score_suite
+from simcse.config import load_config
 from simcse.data_dir import resolve_data_dir
 from simcse.experiments import run_experiment
 from simcse.objectives import OBJECTIVES
 from simcse.plots import plot_align_uniform
-from simcse.train.config import load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

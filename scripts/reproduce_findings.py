@@ -176,8 +176,8 @@ def run_baseline(job: dict[str, Any]) -> dict[str, Any]:
 
 def run_training(job: dict[str, Any]) -> dict[str, Any]:
     """Train one config (resuming a checkpoint if one exists), then score its best model on the suite."""
+    from simcse.config import load_config
     from simcse.experiments import run_experiment
-    from simcse.train.config import load_config
 
     overrides = job["overrides"]
     cfg = load_config(None, {**overrides, "output_dir": job["dir"]})

@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from simcse.config import TrainConfig
 from simcse.evaluation.tasks import TASKS
 from simcse.io import StrPath, atomic_write_text, optional_path
 from simcse.plots import read_metrics
 from simcse.train.checkpoint import list_checkpoints
-from simcse.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import shutil
 import pytest
 
 from simcse import Encoder
+from simcse.config import load_config
 from simcse.evaluation.tasks import STSDataError, load_task
 from simcse.train import train
 from simcse.train.checkpoint import STATE_FILE, list_checkpoints
-from simcse.train.config import load_config
 from simcse.train.data import load_training_views
 from simcse.train.readers import MAX_LINE_CHARS, DataError, read_sentences
 

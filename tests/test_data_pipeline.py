@@ -16,8 +16,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from simcse.config import load_config
 from simcse.train import train
-from simcse.train.config import load_config
 from simcse.train.data import FINGERPRINTS_DIR, file_fingerprint, load_training_views
 from simcse.train.readers import DataError
 from simcse.train.schedule import BatchSchedule, MapData

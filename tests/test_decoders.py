@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from simcse import Encoder
+from simcse.config import load_config
 from simcse.encoder.decoder import appends_eos, check_bidirectional
 from simcse.encoder.pooling import pool
 from simcse.encoder.prompts import prompt_length
-from simcse.train.config import load_config
 from simcse.train.model import build_model
 from tests.decoders import ARCHITECTURES, build_tiny_decoder_dir
 

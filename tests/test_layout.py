@@ -10,10 +10,10 @@ import struct
 import pytest
 
 import simcse
+from simcse.config import load_config
 from simcse.evaluation import evaluate_sts, score_suite
 from simcse.experiments import RESULT_FILE, run_experiment
 from simcse.plots import plot_align_uniform
-from simcse.train.config import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from simcse import Encoder, evaluate_sts
+from simcse.config import load_config
 from simcse.train import train
-from simcse.train.config import load_config
 
 pytestmark = pytest.mark.slow
 

@@ -41,8 +41,8 @@ def test_unsup_simcse_with_lora_spreads_a_tiny_decoder(tmp_path, small_dev_data)
     """The CPU demo recipe (last-token pooling, attention dropout 0.3 makes the views, LoRA r 8) on a tiny
     random Llama: the loss falls and the batch's embeddings spread (uniformity falls), as for BERT.
     Measured when written: loss 1.0 -> 0.05, batch uniformity -1.0 -> -2.8 in 40 steps (demo corpus)."""
+    from simcse.config import load_config
     from simcse.train import train
-    from simcse.train.config import load_config
 
     model = build_tiny_decoder_dir(str(tmp_path / "llama"), "llama")
     write_corpus(tmp_path / "corpus.txt", n=32 * 60, seed=1)

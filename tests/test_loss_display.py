@@ -12,7 +12,7 @@ import pytest
 from test_training import write_corpus
 
 from simcse import plots
-from simcse.train.config import load_config
+from simcse.config import load_config
 
 
 def test_bar_postfix_has_four_significant_digits() -> None:

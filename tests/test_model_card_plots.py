@@ -12,6 +12,7 @@ import yaml
 from test_training import write_corpus
 
 from simcse.cli.seeds import format_summary, summarize
+from simcse.config import load_config
 from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
 from simcse.train.card import (
     CARD_FILE,
@@ -21,7 +22,6 @@ from simcse.train.card import (
     render_model_card,
     write_model_card,
 )
-from simcse.train.config import load_config
 
 
 def png_size(path: str) -> tuple[int, int]:

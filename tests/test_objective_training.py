@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from simcse.config import load_config
 from simcse.objectives import OBJECTIVES
 from simcse.objectives.pairs import labelled_pairs
 from simcse.train import train
-from simcse.train.config import load_config
 from simcse.train.data import load_training_views
 from simcse.train.model import build_model
 from simcse.train.objective import ObjectiveStep

@@ -213,7 +213,7 @@ def _path_config(ctx: Ctx) -> dict[str, Path]:
 def train_config(ctx: Ctx) -> None:
     import yaml
 
-    from simcse.train.config import TrainConfig, load_config, to_yaml
+    from simcse.config import TrainConfig, load_config, to_yaml
 
     paths = _path_config(ctx)
     cfg = TrainConfig(**paths)
@@ -261,8 +261,8 @@ def readers(ctx: Ctx) -> None:
 
 @case
 def experiment_cache(ctx: Ctx) -> None:
+    from simcse.config import TrainConfig
     from simcse.experiments import RESULT_FILE, run_experiment
-    from simcse.train.config import TrainConfig
 
     (ctx.tmp / "cache").mkdir()
     (ctx.tmp / "cache" / RESULT_FILE).write_text(json.dumps({"suite": {"avg": 1.0}}), encoding="utf-8")

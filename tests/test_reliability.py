@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import torch
 
+from simcse.config import load_config
 from simcse.io import atomic_dir, recover
 from simcse.train import train
 from simcse.train.checkpoint import BEST_FILE, STATE_FILE, list_checkpoints
-from simcse.train.config import load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from simcse.config import load_config
 from simcse.train import train
-from simcse.train.config import load_config
 from simcse.train.data import BatchSchedule, load_training_views
 from simcse.train.model import CPU_LENGTH_GROUP_ROWS, build_model, length_group_rows
 from simcse.train.readers import DataError

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from simcse.config import TrainConfig
 from simcse.evaluation.tasks import PAPER_COLUMNS, TASKS
 from simcse.io import StrPath, atomic_write_text
 from simcse.train.card import add_test_results
-from simcse.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

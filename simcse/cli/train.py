@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from simcse.config import FIELDS, TrainConfig, load_config
 from simcse.evaluation.tasks import TASKS, load_task
-from simcse.train.config import FIELDS, TrainConfig, load_config
 
 EPILOG = """Every config key can be given in the YAML file or as --key value (command line wins).
 Unknown keys are rejected. The resolved config is written to <output_dir>/config.yaml; the best

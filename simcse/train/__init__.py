@@ -1,6 +1,5 @@
 """Fine-tuning: the typed config, the data, the step, the run folder and the loop.
 
-- :mod:`~simcse.train.config`: :class:`TrainConfig` (frozen, the paper's defaults), YAML + overrides.
 - :mod:`~simcse.train.readers` / :mod:`~simcse.train.data`: read and validate rows; tokenize once into an Arrow cache.
 - :mod:`~simcse.train.schedule` / :mod:`~simcse.train.stream`: the batch schedule and its loader; streaming data.
 - :mod:`~simcse.train.model`: the training wrapper (encoder + head + objective modules, MLM, length groups).
@@ -9,7 +8,7 @@
 - :mod:`~simcse.train.loop`: :func:`train`.
 """
 
-from simcse.train.config import TrainConfig, load_config
+from simcse.config import TrainConfig, load_config
 from simcse.train.loop import train
 
 __all__ = ["TrainConfig", "load_config", "train"]

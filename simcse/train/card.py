@@ -16,12 +16,12 @@ from typing import Any
 
 import yaml
 
+from simcse.config import TrainConfig, load_config, to_yaml
 from simcse.encoder.st_format import ST_POOLING_MODES
 from simcse.evaluation.tasks import PAPER_COLUMNS
 from simcse.install_check import DISTRIBUTION
 from simcse.io import StrPath, atomic_write_text
 from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
-from simcse.train.config import TrainConfig, load_config, to_yaml
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from simcse.config import TrainConfig
 from simcse.data_dir import data_path
 from simcse.io import atomic_write_text
-from simcse.train.config import TrainConfig
-from simcse.train.prompts import column_prompts, encode_column, prompt_keys
+from simcse.train.prompts import encode_column, prompt_keys
 from simcse.train.readers import MAX_LINE_CHARS, DataError, ReadReport, file_format, iter_hub_rows, iter_rows
 from simcse.train.schedule import BatchSchedule
 
@@ -42,7 +42,7 @@ FINGERPRINTS_DIR = "fingerprints"  # memoised content hashes of source files, be
 
 def source_rows(cfg: TrainConfig, report: ReadReport, streaming: bool = False) -> Iterator[tuple[str, ...]]:
     """The config's validated rows (one text per column the mode reads), counted in ``report``."""
-    columns = _columns(cfg)
+    columns = cfg.text_columns
     if cfg.dataset_name:
         rows = iter_hub_rows(
             cfg.dataset_name, cfg.dataset_config, cfg.dataset_split, columns, cfg.on_bad_line, report, streaming
@@ -199,13 +199,6 @@ def _ragged(column: Any) -> tuple[np.ndarray, np.ndarray]:
     return pc.list_value_length(column).to_numpy(zero_copy_only=False), column.flatten().to_numpy()
 
 
-def _columns(cfg: TrainConfig) -> tuple[str, ...]:
-    needed = {"unsup": 1, "pairs": 2, "triplets": 3}[cfg.mode]
-    if len(cfg.columns) < needed:
-        raise ValueError(f"mode {cfg.mode} needs {needed} column names, got {cfg.columns}")
-    return tuple(cfg.columns[:needed])
-
-
 def _source(cfg: TrainConfig) -> str:
     return cfg.dataset_name or data_path(cfg.train_file or "", cfg.data_dir)
 
@@ -243,9 +236,9 @@ def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
         origin = {"content": file_fingerprint(source, os.path.join(root, FINGERPRINTS_DIR))}
         origin["format"] = file_format(source, cfg.mode, cfg.data_format)
     key = {
-        **origin, "version": CACHE_VERSION, "mode": cfg.mode, "columns": _columns(cfg), "on_bad_line": cfg.on_bad_line,
-        "max_seq_len": cfg.max_seq_len, "max_train_samples": cfg.max_train_samples,
-        "tokenizer": _tokenizer_id(tokenizer), "prompts": column_prompts(cfg), "include_prompt": cfg.include_prompt,
+        **origin, "version": CACHE_VERSION, "mode": cfg.mode, "columns": cfg.text_columns,
+        "on_bad_line": cfg.on_bad_line, "max_seq_len": cfg.max_seq_len, "max_train_samples": cfg.max_train_samples,
+        "tokenizer": _tokenizer_id(tokenizer), "prompts": cfg.column_prompts, "include_prompt": cfg.include_prompt,
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return os.path.join(root, f"{os.path.basename(_source(cfg)) or 'data'}-{digest}")
@@ -293,7 +286,7 @@ def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
     from datasets import Dataset, Features, Sequence, Value
     from datasets.exceptions import DatasetGenerationError
 
-    columns, report = _columns(cfg), ReadReport()
+    columns, report = cfg.text_columns, ReadReport()
     keys = prompt_keys(cfg, tokenized_keys(tokenizer))
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=os.path.dirname(folder))
@@ -331,7 +324,7 @@ def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
         del text
         shutil.rmtree(os.path.join(tmp, "text"))  # the text is not needed once tokenized
         meta = {
-            "keys": keys, "view_columns": [0, 0] if cfg.mode == "unsup" else list(range(len(columns))),
+            "keys": keys, "view_columns": cfg.view_columns,
             "pad_id": tokenizer.pad_token_id or 0, "report": report.counts(),
             "first_bad": report.bad_lines[0] if report.bad_lines else None, "source": _source(cfg),
         }  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simcse.train.config import TrainConfig
+from simcse.config import TrainConfig
 from simcse.train.data import load_training_views
 from simcse.train.schedule import MapData
 from simcse.train.stream import StreamData

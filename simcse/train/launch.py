@@ -6,8 +6,8 @@ import datetime
 import os
 from typing import Any
 
+from simcse.config import TrainConfig
 from simcse.distributed import launched_on_cpu_only, setup_wait_group
-from simcse.train.config import TrainConfig
 
 # what `accelerate launch` sets for the engine of its config file, read by Accelerator() itself
 _ENGINE_FLAGS = {"ACCELERATE_USE_DEEPSPEED": "DEEPSPEED", "ACCELERATE_USE_FSDP": "FSDP"}

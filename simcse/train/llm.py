@@ -13,12 +13,11 @@ from typing import Any
 
 import torch
 
+from simcse.config import TrainConfig
 from simcse.encoder import Encoder
 from simcse.encoder.decoder import check_bidirectional, dropout_overrides, ensure_eos
 from simcse.encoder.lora import apply_lora, trainable_summary
 from simcse.encoder.prompts import PromptSettings
-from simcse.train.config import TrainConfig
-from simcse.train.prompts import column_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def training_prompts(cfg: TrainConfig) -> PromptSettings:
     positive's column the document side; ``query`` is the default, so ``encode`` and the STS evaluation
     (both sides alike, as E5 evaluates STS) apply the prompt the anchors were trained with.
     """
-    per_column, cols = column_prompts(cfg), cfg.columns
+    per_column, cols = cfg.column_prompts, cfg.columns
     if not per_column:
         return PromptSettings(include_prompt=cfg.include_prompt)
     query = per_column.get(cols[0], "")

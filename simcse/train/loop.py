@@ -18,11 +18,11 @@ import os
 import signal
 from typing import Any
 
+from simcse.config import TrainConfig, to_yaml
 from simcse.distributed import share_outcome
 from simcse.evaluation.dev import DevEvaluator
 from simcse.train.card import CARD_FILE, finish_run, render_model_card
 from simcse.train.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
-from simcse.train.config import TrainConfig, to_yaml
 from simcse.train.inputs import open_training_data
 from simcse.train.launch import make_accelerator
 from simcse.train.model import build_model

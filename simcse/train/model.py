@@ -9,10 +9,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from simcse.config import TrainConfig
 from simcse.encoder import Encoder
 from simcse.encoder.heads import DenseHead
 from simcse.encoder.hub import resolve_model_name
-from simcse.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

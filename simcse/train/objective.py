@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from simcse.config import TrainConfig
 from simcse.distributed import gather_no_grad, gather_with_grad, rank_and_world
 from simcse.objectives import (
     OBJECTIVES,
@@ -38,7 +39,6 @@ from simcse.objectives import (
     build_objective,
 )
 from simcse.train.collapse import CollapseMonitor
-from simcse.train.config import TrainConfig
 
 
 class ObjectiveModules(nn.Module):

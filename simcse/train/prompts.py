@@ -10,25 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from simcse.config import TrainConfig
 from simcse.encoder.prompts import PROMPT_MASK, tokenize_with_prompt
-from simcse.train.config import TrainConfig
-
-
-def column_prompts(cfg: TrainConfig) -> dict[str, str]:
-    """``{column: prompt}`` from ``cfg.prompt`` (every column) or ``cfg.prompts``; empty without prompts."""
-    if cfg.prompt is not None:
-        return {c: cfg.prompt for c in cfg.columns}
-    return {c: p for c, p in (cfg.prompts or {}).items() if p}
-
-
-def masks_prompts(cfg: TrainConfig) -> bool:
-    """Whether batches carry a ``prompt_mask`` (some column has a prompt that pooling must leave out)."""
-    return bool(column_prompts(cfg)) and not cfg.include_prompt
 
 
 def prompt_keys(cfg: TrainConfig, keys: Sequence[str]) -> list[str]:
     """The per-token features a batch carries: the tokenizer's ``keys``, plus ``prompt_mask`` when needed."""
-    return [*keys, PROMPT_MASK] if masks_prompts(cfg) else list(keys)
+    return [*keys, PROMPT_MASK] if cfg.masks_prompts else list(keys)
 
 
 def encode_column(tokenizer: Any, texts: Sequence[str], column: str, cfg: TrainConfig) -> dict[str, list[list[int]]]:
@@ -37,8 +25,8 @@ def encode_column(tokenizer: Any, texts: Sequence[str], column: str, cfg: TrainC
     With ``include_prompt`` off and a prompt on some column, every column carries ``prompt_mask`` (zeros for
     a column without a prompt), which the collated batch passes to :meth:`simcse.Encoder.forward`.
     """
-    prompt = column_prompts(cfg).get(column)
+    prompt = cfg.column_prompts.get(column)
     features = tokenize_with_prompt(tokenizer, texts, prompt, cfg.max_seq_len, cfg.include_prompt)
-    if masks_prompts(cfg):
+    if cfg.masks_prompts:
         features.setdefault(PROMPT_MASK, [[0] * len(ids) for ids in features["input_ids"]])
     return features

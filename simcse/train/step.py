@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from simcse.config import TrainConfig
 from simcse.distributed import rank_and_world, sum_over_processes
-from simcse.train.config import TrainConfig
 from simcse.train.flags import LaggedFlags
 from simcse.train.grad_cache import GradCache
 from simcse.train.loss_scale import LossScale

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from simcse.config import TrainConfig
 from simcse.distributed import share_outcome
-from simcse.train.config import TrainConfig
-from simcse.train.data import _columns, _source, pad_views, source_rows, tokenized_keys
+from simcse.train.data import _source, pad_views, source_rows, tokenized_keys
 from simcse.train.prompts import encode_column, prompt_keys
 from simcse.train.readers import DataError, ReadReport
 
@@ -47,8 +47,8 @@ class StreamData:
 
     def __init__(self, cfg: TrainConfig, tokenizer: Any, rank: int, world_size: int) -> None:
         self.cfg, self.tokenizer, self.rank, self.world_size = cfg, tokenizer, rank, world_size
-        self.columns, self.keys = _columns(cfg), prompt_keys(cfg, tokenized_keys(tokenizer))
-        self.view_columns = [0, 0] if cfg.mode == "unsup" else list(range(len(self.columns)))
+        self.columns, self.keys = cfg.text_columns, prompt_keys(cfg, tokenized_keys(tokenizer))
+        self.view_columns = cfg.view_columns
         self.error: BaseException | None = None  # a bad row met during training (the loop stops every process)
         self._report = ReadReport()  # the first pass over the source (skipped lines are counted once)
         self.epoch = 0

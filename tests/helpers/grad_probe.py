@@ -11,7 +11,7 @@ import sys
 import torch
 from accelerate import Accelerator
 
-from simcse.train.config import load_config, parse_overrides
+from simcse.config import load_config, parse_overrides
 from simcse.train.data import BatchSchedule, load_training_views
 from simcse.train.model import build_model
 from simcse.train.step import compute_loss, make_grad_cache

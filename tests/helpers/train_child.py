@@ -20,8 +20,8 @@ import shutil
 import sys
 import time
 
+from simcse.config import load_config, parse_overrides
 from simcse.train import train
-from simcse.train.config import load_config, parse_overrides
 
 
 def pause_at(pattern: str, flag: str) -> None:

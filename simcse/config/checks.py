@@ -1,4 +1,7 @@
-"""The training config's checks: each value in range, the objective's fields, the LLM options (ValueError)."""
+"""The training config's checks: each value in range, the objective's fields, the LLM options (ValueError).
+
+Run by :class:`simcse.config.TrainConfig` when it is built, so a config that exists is a valid one.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ def _defaults(cfg: Any) -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(cfg)}
 
 
-def validate(cfg: Any) -> None:
-    """Check a :class:`simcse.train.config.TrainConfig`; the message names the key and the allowed values."""
+def check_config(cfg: Any) -> None:
+    """Check a :class:`simcse.config.TrainConfig`; the message names the key and the allowed values."""
     from simcse.encoder.pooling import validate_pooler
 
     validate_pooler(cfg.pooler)

@@ -1,20 +1,13 @@
-"""One typed training config: frozen dataclass, the paper's defaults, YAML + command-line overrides."""
+"""The typed training config: a frozen dataclass with help text and the paper's defaults, checked when built."""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 import os
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-import yaml
-
-from simcse.io import StrPath
-from simcse.train.validate import Mode, validate
+from simcse.config.checks import Mode, check_config
 
 
 def _f(default: Any, help: str) -> Any:
@@ -141,134 +134,41 @@ class TrainConfig:
                 object.__setattr__(self, name, os.fspath(getattr(self, name)))
         if self.mlp_only_train is None:  # frozen: resolved once, so the saved config.yaml says what ran
             object.__setattr__(self, "mlp_only_train", self.mode == "unsup")
-        validate(self)
+        check_config(self)
 
     @property
     def num_views(self) -> int:
         """Sentences per example: 2 (unsup: the same one twice; pairs) or 3 (triplets)."""
         return 3 if self.mode == "triplets" else 2
 
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The columns the mode reads: the first 1 (unsup), 2 (pairs) or 3 (triplets) of ``columns``."""
+        needed = {"unsup": 1, "pairs": 2, "triplets": 3}[self.mode]
+        if len(self.columns) < needed:
+            raise ValueError(f"mode {self.mode} needs {needed} column names, got {self.columns}")
+        return tuple(self.columns[:needed])
+
+    @property
+    def view_columns(self) -> list[int]:
+        """The text column of each view: unsupervised data reads its one column twice."""
+        return [0, 0] if self.mode == "unsup" else list(range(len(self.text_columns)))
+
+    @property
+    def column_prompts(self) -> dict[str, str]:
+        """``{column: prompt}`` from ``prompt`` (every column) or ``prompts``; empty without prompts."""
+        if self.prompt is not None:
+            return {c: self.prompt for c in self.columns}
+        return {c: p for c, p in (self.prompts or {}).items() if p}
+
+    @property
+    def masks_prompts(self) -> bool:
+        """Whether batches carry a ``prompt_mask`` (some column has a prompt that pooling must leave out)."""
+        return bool(self.column_prompts) and not self.include_prompt
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 PATH_FIELDS = ("model_name_or_path", "train_file", "dataset_name", "data_dir", "data_cache_dir", "output_dir")
-
-
-def _convert(name: str, value: Any, source: str) -> Any:
-    """Convert a YAML or command-line value to the field's declared type."""
-    hint = typing.get_type_hints(TrainConfig)[name]
-    args = [a for a in get_args(hint) if a is not type(None)]
-    optional = get_origin(hint) in (typing.Union, types.UnionType) and type(None) in get_args(hint)
-    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
-        return None
-    target = args[0] if optional and len(args) == 1 else hint
-    try:
-        if get_origin(target) is dict:
-            return _mapping(value)
-        if isinstance(value, (dict, list)) and get_origin(target) is not tuple:
-            raise ValueError(f"expected a single value, got a {type(value).__name__}")
-        if get_origin(target) is Literal:
-            if value not in get_args(target):
-                quote = " (YAML reads unquoted yes/no/on/off as booleans: quote it)" if isinstance(value, bool) else ""
-                raise ValueError(f"must be one of {get_args(target)}{quote}")
-            return value
-        if get_origin(target) is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(v).strip() for v in items)
-        if target is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "1", "yes"):
-                return True
-            if str(value).lower() in ("false", "0", "no"):
-                return False
-            raise ValueError("expected true or false")
-        if target in (int, float) and isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value}")
-        if target is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError("expected an integer")
-        return target(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{source}: {name}={value!r}: {err}") from None
-
-
-def _mapping(value: Any) -> dict[str, str]:
-    """A ``{name: text}`` mapping from YAML, or from a JSON object on the command line."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ValueError('expected a mapping (on the command line a JSON object: \'{"sent0": "Q: "}\')') from None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValueError("expected a mapping of column name to prompt text")
-    return dict(value)
-
-
-def _check_key(key: str, source: str) -> None:
-    if key not in FIELDS:
-        near = difflib.get_close_matches(key, FIELDS, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ValueError(f"{source}: unknown config key {key!r}{hint}")
-
-
-def load_config(path: StrPath | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Build a config from defaults, then a YAML file, then overrides; unknown keys are rejected."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: config file {'is a directory' if os.path.isdir(path) else 'not found'}")
-        with open(path, "rb") as f:
-            raw = f.read()
-        try:
-            loaded = yaml.safe_load(raw.decode("utf-8")) or {}
-        except UnicodeDecodeError as err:
-            line = raw[: err.start].count(b"\n") + 1
-            raise ValueError(f"{path}:{line}: invalid UTF-8 ({err.reason})") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark is not None else ""
-            raise ValueError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of config keys")
-        for key, value in loaded.items():
-            _check_key(str(key), path)
-            values[key] = _convert(key, value, path)
-    for key, value in (overrides or {}).items():
-        _check_key(key, "command line")
-        values[key] = _convert(key, value, "command line")
-    try:
-        return TrainConfig(**values)
-    except ValueError as err:  # a value of the right type but out of range: say where it came from
-        sources = [s for s, given in ((path, path), ("command line", overrides)) if given]
-        raise ValueError(f"{' + '.join(sources) or 'config'}: {err}") from None
-
-
-def parse_overrides(args: list[str]) -> dict[str, str]:
-    """Turn ``["--key", "value", "--flag=value"]`` into ``{"key": "value", ...}``."""
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise ValueError(f"command line: expected --key value, got {arg!r}")
-        key = arg[2:]
-        if "=" in key:  # only the key's dashes become underscores: the value (a path, 1e-3) is kept
-            key, value = key.split("=", 1)
-            i += 1
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            value = args[i + 1]
-            i += 2
-        else:
-            value = "true"  # a bare --flag sets a boolean
-            i += 1
-        out[key.replace("-", "_")] = value
-    return out
-
-
-def to_yaml(config: TrainConfig) -> str:
-    """The resolved config as YAML (tuples as lists)."""
-    data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def help_text() -> str:
