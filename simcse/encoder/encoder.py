@@ -14,6 +14,7 @@ from torch import nn
 
 from simcse.encoder.heads import DenseHead
 from simcse.encoder.mteb import cosine_pairwise, is_mteb_inputs, mteb_prompt, texts_from_batches
+from simcse.encoder.padding import pad_ragged, ragged
 from simcse.encoder.pooling import Pooler, needs_hidden_states, pool, validate_pooler
 from simcse.encoder.prompts import PROMPT_MASK, PromptSettings, read_prompt_settings, tokenize_with_prompt
 from simcse.io import StrPath
@@ -158,22 +159,8 @@ class Encoder(nn.Module):
 
     def collate(self, features: dict[str, list[list[int]]], rows: Sequence[int]) -> dict[str, torch.Tensor]:
         """Pad the given rows of pre-tokenized ``features`` to their longest length (right padding)."""
-        ids = features["input_ids"]
-        width = max(len(ids[i]) for i in rows)
-        pad_id = self.tokenizer.pad_token_id or 0
-        batch = {}
-        for key, seqs in features.items():
-            fill = pad_id if key == "input_ids" else 0
-            arr = np.full((len(rows), width), fill, dtype=np.int64)
-            for r, i in enumerate(rows):
-                arr[r, : len(seqs[i])] = seqs[i]
-            batch[key] = torch.from_numpy(arr)
-        if "attention_mask" not in batch:
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for r, i in enumerate(rows):
-                mask[r, : len(ids[i])] = 1
-            batch["attention_mask"] = torch.from_numpy(mask)
-        return batch
+        parts = {key: [ragged([seqs[i] for i in rows])] for key, seqs in features.items()}
+        return pad_ragged(parts, self.tokenizer.pad_token_id or 0)
 
     @torch.inference_mode()
     def encode(

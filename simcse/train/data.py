@@ -26,6 +26,7 @@ import torch
 
 from simcse.config import TrainConfig
 from simcse.data_dir import data_path
+from simcse.encoder.padding import pad_ragged
 from simcse.io import atomic_write_text
 from simcse.train.prompts import encode_column, prompt_keys
 from simcse.train.readers import MAX_LINE_CHARS, DataError, ReadReport, file_format, iter_hub_rows, iter_rows
@@ -174,21 +175,8 @@ class TokenizedViews:
     def collate(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
         """Pad views of ``rows`` to their longest length, view-major: ``(views * len(rows), seq)``."""
         table = self._arrow[[int(r) for r in rows]]
-        ragged = {k: [_ragged(table.column(f"{k}_{c}")) for c in self.view_columns] for k in self.keys}
-        return pad_views(ragged, self.pad_id)
-
-
-def pad_views(ragged: dict[str, list[tuple[np.ndarray, np.ndarray]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad ``{key: [(lengths, flat values) of each view]}`` into one view-major batch with its attention mask."""
-    lengths = np.concatenate([lens for lens, _ in ragged["input_ids"]])  # (views * rows,)
-    mask = np.arange(int(lengths.max())) < lengths[:, None]  # (views * rows, width)
-    batch = {}
-    for key, views in ragged.items():
-        arr = np.full(mask.shape, pad_id if key == "input_ids" else 0, dtype=np.int64)
-        arr[mask] = np.concatenate([values for _, values in views])  # row-major: each row's ids, in order
-        batch[key] = torch.from_numpy(arr)
-    batch["attention_mask"] = torch.from_numpy(mask.astype(np.int64))
-    return batch
+        parts = {k: [_ragged(table.column(f"{k}_{c}")) for c in self.view_columns] for k in self.keys}
+        return pad_ragged(parts, self.pad_id)
 
 
 def _ragged(column: Any) -> tuple[np.ndarray, np.ndarray]:

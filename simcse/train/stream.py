@@ -19,12 +19,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 
 from simcse.config import TrainConfig
 from simcse.distributed import share_outcome
-from simcse.train.data import _source, pad_views, source_rows, tokenized_keys
+from simcse.encoder.padding import pad_ragged, ragged
+from simcse.train.data import _source, source_rows, tokenized_keys
 from simcse.train.prompts import encode_column, prompt_keys
 from simcse.train.readers import DataError, ReadReport
 
@@ -98,10 +98,8 @@ class StreamData:
         for c in range(len(self.columns)):
             texts = [row[c] for row in rows]
             encoded.append(encode_column(self.tokenizer, texts, self.columns[c], self.cfg))  # with its prompt
-        ragged = {
-            k: [_ragged(encoded[c][k]) for c in self.view_columns] for k in self.keys
-        }  # fmt: skip
-        return pad_views(ragged, self.tokenizer.pad_token_id or 0)
+        parts = {k: [ragged(encoded[c][k]) for c in self.view_columns] for k in self.keys}
+        return pad_ragged(parts, self.tokenizer.pad_token_id or 0)
 
     def cpu_batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
         """Batches from step ``start`` on (the rows of the earlier steps are read past, not tokenized)."""
@@ -156,8 +154,3 @@ class StreamData:
         """The stream position to record with the checkpoint (examples each process has read)."""
         position = {"examples_per_process": step * self.cfg.batch_size, "epoch_read": self.epoch}
         return {"data": self.report, "stream": position}
-
-
-def _ragged(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
-    return lengths, np.fromiter((t for s in ids for t in s), dtype=np.int64, count=int(lengths.sum()))
