@@ -127,9 +127,9 @@ def _setup_worker(threads: int | None) -> None:
 
 
 def _device() -> str:
-    import torch
+    from simcse.encoder.encoder import default_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return default_device().type
 
 
 def _untruncated(model: str) -> int:

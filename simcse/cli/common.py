@@ -177,9 +177,8 @@ def load_encoder(
     Raises:
         CommandError: The model cannot be loaded; the message names it and the reason.
     """
-    import torch
-
     from simcse.encoder import Encoder
+    from simcse.encoder.encoder import default_device
 
     name = os.fspath(name)
     try:
@@ -187,5 +186,5 @@ def load_encoder(
     except (OSError, ValueError, ImportError) as err:
         where = "" if os.path.exists(name) else " (no such local folder; tried the Hugging Face hub)"
         raise CommandError(f"cannot load model {name!r}{where}: {one_line(err)}") from err
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     return encoder.to(device).eval()

@@ -232,15 +232,14 @@ def run_eval(args: argparse.Namespace) -> int:
     Returns:
         The exit status, 0.
     """
-    import torch
-
+    from simcse.encoder.encoder import default_device
     from simcse.evaluation.scoring import format_table
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.plot and not args.align_uniform:
         raise CommandError("--plot needs alignment and uniformity; drop --no-align-uniform")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device().type
     if args.mteb:
         return run_mteb(args, device)
     tasks = load_tasks(args)  # fail on bad data before spending time on a model
