@@ -3,7 +3,7 @@
 For unsupervised corpora of each ``--sizes`` lines (the shared corpus repeated, in a temporary folder),
 each measured in a fresh process:
 
-- ``new cold``: :func:`simcse.train.data.load_training_views` building the Arrow cache, then the first batch;
+- ``new cold``: :func:`simcse.data.cache.load_training_views` building the Arrow cache, then the first batch;
 - ``new warm``: the same with the cache built (what every later run and every other process pays);
 - ``2 proc``: ``torchrun --nproc_per_node 2``: the node's summed peak RSS and the slower process's time;
 - ``old``: the pre-Arrow path (kept below as it was: the whole file read, tokenized into Python lists).
@@ -74,8 +74,8 @@ def worker_new(corpus: str, cache: str, distributed: bool) -> dict:
     """The Arrow path: cache built or reused, then the first batch (as the loop's first step gets it)."""
     from transformers import AutoTokenizer
 
-    from simcse.train.data import load_training_views
-    from simcse.train.schedule import BatchSchedule
+    from simcse.data.cache import load_training_views
+    from simcse.data.sampler import BatchSchedule
 
     tokenizer = AutoTokenizer.from_pretrained(minilm())
     accelerator = None
@@ -119,10 +119,10 @@ def worker_steps(corpus: str, cache: str, steps: int) -> dict:
     import torch
     from accelerate import Accelerator
 
-    from simcse.train.data import load_training_views
+    from simcse.data.cache import load_training_views
+    from simcse.data.loader import MapData
     from simcse.train.model import build_model
     from simcse.train.objective import ObjectiveStep
-    from simcse.train.schedule import MapData
     from simcse.train.step import TrainStep, build_optimizer
 
     results = {}

@@ -72,7 +72,8 @@ def simcse_step(
     from transformers import get_linear_schedule_with_warmup
 
     from simcse.config import TrainConfig
-    from simcse.train.data import BatchSchedule, load_training_views
+    from simcse.data.cache import load_training_views
+    from simcse.data.sampler import BatchSchedule
     from simcse.train.model import build_model
     from simcse.train.objective import ObjectiveStep
     from simcse.train.step import TrainStep, build_optimizer, to_device
@@ -198,9 +199,9 @@ def throughput(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     """Sentences per second (wall clock and CPU) of each configuration, one value per round.
 
     Every configuration runs the same batches of the same sentences."""
+    from simcse.data.readers import read_sentences
     from simcse.data_dir import data_path
     from simcse.train.model import CPU_LENGTH_GROUP_ROWS
-    from simcse.train.readers import read_sentences
 
     n_batches = args.warmup + args.rounds * args.steps
     ours, rows = simcse_step(args, args.batch_size, 0, n_batches)

@@ -26,13 +26,13 @@ import numpy as np
 from simcse.cli.mine import write_triplets
 from simcse.cli.seeds import evaluate_run
 from simcse.config import load_config
+from simcse.data.readers import read_csv_examples, read_sentences
 from simcse.data_dir import resolve_data_dir
 from simcse.encoder import Encoder
 from simcse.evaluation.scoring import evaluate_sts
 from simcse.evaluation.tasks import TASKS
 from simcse.mining import MiningOptions, mine_hard_negatives
 from simcse.train import train
-from simcse.train.readers import read_csv_examples, read_sentences
 
 CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training/configs/demo_sup_minilm.yaml"

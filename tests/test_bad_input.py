@@ -18,11 +18,11 @@ import pytest
 
 from simcse import Encoder
 from simcse.config import load_config
+from simcse.data.cache import load_training_views
+from simcse.data.readers import MAX_LINE_CHARS, DataError, read_sentences
 from simcse.evaluation.tasks import STSDataError, load_task
 from simcse.train import train
 from simcse.train.checkpoint import STATE_FILE, list_checkpoints
-from simcse.train.data import load_training_views
-from simcse.train.readers import MAX_LINE_CHARS, DataError, read_sentences
 
 LONG = " ".join(["the man is playing the guitar"] * 3500)  # 100k characters of real words
 assert len(LONG) > 100_000

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from simcse.train.data import FINGERPRINTS_DIR
+from simcse.data.cache import FINGERPRINTS_DIR
 from tests.test_multiprocess import assert_same_training, assert_same_weights, checkpoint, launch, metrics, weights
 from tests.test_training import write_corpus
 

@@ -17,11 +17,12 @@ import torch
 from transformers import AutoTokenizer
 
 from simcse.config import load_config
+from simcse.data.cache import FINGERPRINTS_DIR, file_fingerprint, load_training_views
+from simcse.data.loader import MapData
+from simcse.data.readers import DataError
+from simcse.data.sampler import BatchSchedule
+from simcse.data.stream import StreamData
 from simcse.train import train
-from simcse.train.data import FINGERPRINTS_DIR, file_fingerprint, load_training_views
-from simcse.train.readers import DataError
-from simcse.train.schedule import BatchSchedule, MapData
-from simcse.train.stream import StreamData
 from tests.test_training import write_corpus, write_triplets
 
 

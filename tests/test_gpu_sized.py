@@ -84,7 +84,7 @@ def test_a_step_reads_the_device_only_when_asked(tiny_model_dir, corpus, tmp_pat
                                                  objective, per_step):  # fmt: skip
     from accelerate import Accelerator
 
-    from simcse.train.data import load_training_views
+    from simcse.data.cache import load_training_views
     from simcse.train.model import build_model
 
     cfg = config(tiny_model_dir, corpus, tmp_path, small_dev_data, objective=objective,
@@ -167,7 +167,7 @@ def test_encoder_runs_where_it_is_told_and_defaults_to_a_gpu(tiny_model_dir, mon
 def test_every_module_the_loss_uses_runs_inside_the_models_forward(tiny_model_dir, corpus, tmp_path,
                                                                    small_dev_data, kw):  # fmt: skip
     """DDP synchronises what runs inside the wrapped model's forward: the MLM head and the predictor must too."""
-    from simcse.train.data import load_training_views
+    from simcse.data.cache import load_training_views
     from simcse.train.model import build_model
     from simcse.train.step import compute_loss
 
@@ -223,7 +223,7 @@ def test_a_step_that_is_not_read_makes_no_host_sync_of_its_own(tiny_model_dir, t
     """MLM masking, the pair objectives' labels, the special tokens, the stop flag: built on the device."""
     from accelerate import Accelerator
 
-    from simcse.train.data import load_training_views
+    from simcse.data.cache import load_training_views
     from simcse.train.model import build_model
     from tests.test_training import write_triplets
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from simcse.data.cache import load_training_views
 from simcse.objectives import info_nce
 from simcse.train import train
-from simcse.train.data import load_training_views
 from simcse.train.grad_cache import GradCache
 from simcse.train.model import build_model
 from simcse.train.step import compute_loss, make_grad_cache

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from simcse import Encoder
+from simcse.data.cache import load_training_views
 from simcse.encoder.lora import ADAPTER_FOLDER, load_adapter
-from simcse.train.data import load_training_views
 from simcse.train.model import build_model
 from simcse.train.step import build_optimizer, compute_loss
 from tests.decoders import build_tiny_decoder_dir

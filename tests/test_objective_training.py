@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from simcse.config import load_config
+from simcse.data.cache import load_training_views
 from simcse.objectives import OBJECTIVES
 from simcse.objectives.pairs import labelled_pairs
 from simcse.train import train
-from simcse.train.data import load_training_views
 from simcse.train.model import build_model
 from simcse.train.objective import ObjectiveStep
 from simcse.train.step import build_optimizer, compute_loss, embed_views
@@ -75,7 +75,7 @@ def config(model_dir: str, files: dict[str, str], out: str, objective: str, data
 
 def objective_batch(model_dir: str, files: dict[str, str], out: str, objective: str, **kw):
     """``(cfg, model in train mode, one batch of 8)`` for ``objective`` on its usual data (``MODE``)."""
-    from simcse.train.data import load_training_views
+    from simcse.data.cache import load_training_views
     from simcse.train.model import build_model
 
     cfg = config(model_dir, files, out, objective, **kw)

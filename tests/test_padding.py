@@ -6,7 +6,7 @@ import torch
 
 from simcse import Encoder
 from simcse.config import load_config
-from simcse.train.data import load_training_views
+from simcse.data.cache import load_training_views
 
 TEXTS = ["a man", "a man is playing the guitar in the park today", "the dog runs", "an old red car in the street"]
 

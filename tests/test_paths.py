@@ -248,7 +248,7 @@ def train_run_and_card(ctx: Ctx) -> None:
 
 @case
 def readers(ctx: Ctx) -> None:
-    from simcse.train.readers import file_format, read_csv_examples, read_sentences
+    from simcse.data.readers import file_format, read_csv_examples, read_sentences
 
     text = ctx.tmp / "s.txt"
     text.write_text("one\ntwo\n", encoding="utf-8")

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from simcse.config import load_config
+from simcse.data.cache import load_training_views
+from simcse.data.readers import DataError
+from simcse.data.sampler import BatchSchedule
 from simcse.train import train
-from simcse.train.data import BatchSchedule, load_training_views
 from simcse.train.model import CPU_LENGTH_GROUP_ROWS, build_model, length_group_rows
-from simcse.train.readers import DataError
 from simcse.train.step import compute_loss, embed_views
 
 HERE = os.path.dirname(os.path.abspath(__file__))

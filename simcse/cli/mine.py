@@ -64,7 +64,7 @@ def add_mine_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _read_inputs(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[str]]:
-    from simcse.train.readers import read_csv_examples, read_sentences
+    from simcse.data.readers import read_csv_examples, read_sentences
 
     columns = [c.strip() for c in args.columns.split(",")]
     if len(columns) != 2 or not all(columns):

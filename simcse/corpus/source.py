@@ -24,8 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simcse.data.readers import EXTENSIONS
+
 FORMATS = ("auto", "text", "csv", "tsv", "jsonl", "parquet")
-_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
 class CorpusError(ValueError):
@@ -74,7 +75,7 @@ class CorpusSource:
         """The format ``path`` is read in."""
         if self.input_format != "auto":
             return self.input_format
-        return _EXTENSIONS.get(os.path.splitext(path)[1].lower(), "text")
+        return EXTENSIONS.get(os.path.splitext(path)[1].lower(), "text")
 
     def describe(self) -> dict[str, Any]:
         """What was read, for the manifest."""

@@ -1,7 +1,7 @@
 """Fine-tuning: the typed config, the data, the step, the run folder and the loop.
 
-- :mod:`~simcse.train.readers` / :mod:`~simcse.train.data`: read and validate rows; tokenize once into an Arrow cache.
-- :mod:`~simcse.train.schedule` / :mod:`~simcse.train.stream`: the batch schedule and its loader; streaming data.
+- :mod:`~simcse.data.readers` / :mod:`~simcse.train.data`: read and validate rows; tokenize once into an Arrow cache.
+- :mod:`~simcse.train.schedule` / :mod:`~simcse.data.stream`: the batch schedule and its loader; streaming data.
 - :mod:`~simcse.train.model`: the training wrapper (encoder + head + objective modules, MLM, length groups).
 - :mod:`~simcse.train.objective` / :mod:`~simcse.train.step`: one step from the views to the update.
 - :mod:`~simcse.train.run_dir` / :mod:`~simcse.train.checkpoint` / :mod:`~simcse.train.card`: the run folder.

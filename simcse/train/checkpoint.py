@@ -2,7 +2,7 @@
 
 A checkpoint folder ``checkpoints/step-00000125`` holds Accelerate's state (model, optimizer,
 scheduler, every process's RNG states) and ``trainer_state.json`` (step, best metric, counters).
-The data position is the step itself (:class:`simcse.train.schedule.BatchSchedule` and the stream are functions of it).
+The data position is the step itself (:class:`simcse.data.sampler.BatchSchedule` and the stream are functions of it).
 A folder is complete exactly when it has its final name: a run killed while writing leaves only a
 ``.tmp-*`` folder, which resume ignores with a warning and the next save removes. Old checkpoints
 are pruned only after the new one is in place, by a rename out of the way and then a delete, so a

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from simcse.config import TrainConfig
-from simcse.train.data import load_training_views
-from simcse.train.schedule import MapData
-from simcse.train.stream import StreamData
+from simcse.data.cache import load_training_views
+from simcse.data.loader import MapData
+from simcse.data.stream import StreamData
 
 
 def open_training_data(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -> MapData | StreamData:
-    """The run's data: :class:`simcse.train.schedule.MapData` (Arrow, tokenized once by the main process,
-    memory-mapped by every process), or :class:`simcse.train.stream.StreamData` with ``streaming: true``.
+    """The run's data: :class:`simcse.data.loader.MapData` (Arrow, tokenized once by the main process,
+    memory-mapped by every process), or :class:`simcse.data.stream.StreamData` with ``streaming: true``.
 
     Either gives ``batches(start, total, device)`` (this process's rows of every step from ``start``),
     ``steps_per_epoch``, ``report`` (what reading skipped), ``state(step)`` and ``error``.

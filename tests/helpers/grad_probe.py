@@ -12,7 +12,8 @@ import torch
 from accelerate import Accelerator
 
 from simcse.config import load_config, parse_overrides
-from simcse.train.data import BatchSchedule, load_training_views
+from simcse.data.cache import load_training_views
+from simcse.data.sampler import BatchSchedule
 from simcse.train.model import build_model
 from simcse.train.step import compute_loss, make_grad_cache
 

@@ -51,9 +51,9 @@ def slow_down(seconds: float) -> None:
 
     import accelerate
 
+    import simcse.data.cache as data
     import simcse.encoder
     import simcse.evaluation.dev as dev
-    import simcse.train.data as data
 
     def slowed(real):
         def run(*args, **kwargs):

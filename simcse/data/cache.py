@@ -1,6 +1,6 @@
 """Training data as Arrow: read and validate once, tokenize once (``datasets`` ``map``), memory-map everywhere.
 
-:func:`load_training_views` reads the config's source row by row (:mod:`simcse.train.readers`, errors name
+:func:`load_training_views` reads the config's source row by row (:mod:`simcse.data.readers`, errors name
 file, line and problem), tokenizes it in batches with ``Dataset.map`` and keeps the token ids in an Arrow
 file of the cache folder, keyed by the source (path, size, modification time), the tokenizer and every
 setting that changes the result. The folder is built under a temporary name and renamed into place when
@@ -18,44 +18,21 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-import torch
-
 from simcse.config import TrainConfig
-from simcse.data_dir import data_path
-from simcse.encoder.padding import pad_ragged
+from simcse.data.columns import encode_column, prompt_keys, source_name, source_rows, text_hash, tokenized_keys
+from simcse.data.loader import META_FILE, TOKENS_FILE, TokenizedViews
+from simcse.data.readers import MAX_LINE_CHARS, DataError, ReadReport, file_format
 from simcse.io import atomic_write_text
-from simcse.train.prompts import encode_column, prompt_keys
-from simcse.train.readers import MAX_LINE_CHARS, DataError, ReadReport, file_format, iter_hub_rows, iter_rows
-from simcse.train.schedule import BatchSchedule
 
-__all__ = ["BatchSchedule", "TokenizedViews", "file_fingerprint", "load_training_views", "source_rows"]
+__all__ = ["file_fingerprint", "load_training_views"]
 
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # bump when the cache's layout or content changes
-TOKENS_FILE, META_FILE = "tokens.arrow", "meta.json"
 FINGERPRINTS_DIR = "fingerprints"  # memoised content hashes of source files, beside the cache folders
-
-
-def source_rows(cfg: TrainConfig, report: ReadReport, streaming: bool = False) -> Iterator[tuple[str, ...]]:
-    """The config's validated rows (one text per column the mode reads), counted in ``report``."""
-    columns = cfg.text_columns
-    if cfg.dataset_name:
-        rows = iter_hub_rows(
-            cfg.dataset_name, cfg.dataset_config, cfg.dataset_split, columns, cfg.on_bad_line, report, streaming
-        )
-    else:
-        assert cfg.train_file is not None
-        path = data_path(cfg.train_file, cfg.data_dir)
-        rows = iter_rows(path, file_format(path, cfg.mode, cfg.data_format), columns, cfg.on_bad_line, report)
-    for i, row in enumerate(rows):
-        if cfg.max_train_samples and i >= cfg.max_train_samples:
-            return
-        yield row
 
 
 def load_training_views(
@@ -87,7 +64,7 @@ def load_training_views(
     several = accelerator is not None and accelerator.num_processes > 1
     main = accelerator is None or accelerator.is_main_process
     local_main = accelerator is None or accelerator.is_local_main_process
-    source = _source(cfg)
+    source = source_name(cfg)
     if not several:
         folder = _cache_folder(cfg, tokenizer)
     else:  # the first process of each machine hashes the file (memoised); then the others read the memo
@@ -133,76 +110,6 @@ def _check_same_data(folder: str, source: str) -> None:
         )
 
 
-class TokenizedViews:
-    """Token ids of every example's views in a memory-mapped Arrow table; :meth:`collate` pads a batch.
-
-    Columns ``<key>_<c>`` hold the token ids of text column ``c`` (``input_ids``, ``token_type_ids``...);
-    ``hash_<c>`` its text's 64-bit identity (for ``no_duplicates``). Unsupervised data has one text column,
-    read as both views.
-    """
-
-    def __init__(self, data: Any, keys: Sequence[str], view_columns: Sequence[int], pad_id: int, report: dict) -> None:
-        self.data, self.keys, self.view_columns, self.pad_id = data, list(keys), list(view_columns), pad_id
-        self.report = report  # what reading skipped (ReadReport.counts)
-        self._arrow = data.with_format("arrow")
-
-    @classmethod
-    def open(cls, folder: str) -> TokenizedViews:
-        """Memory-map a cache folder built by :func:`load_training_views`."""
-        from datasets import Dataset
-
-        with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
-            meta = json.load(f)
-        data = Dataset.from_file(os.path.join(folder, TOKENS_FILE), in_memory=False)
-        views = cls(data, meta["keys"], meta["view_columns"], meta["pad_id"], meta["report"])
-        views.first_bad, views.folder = meta.get("first_bad"), folder
-        return views
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    @property
-    def features(self) -> list[dict[str, Any]]:
-        """``features[v][key][i]``: example ``i``'s view ``v`` token ids (lazy, read from the Arrow file)."""
-        return [{k: self.data[f"{k}_{c}"] for k in self.keys} for c in self.view_columns]
-
-    def text_hashes(self) -> np.ndarray:
-        """``(examples, text columns)`` int64 identities of the texts (equal texts, equal values)."""
-        columns = sorted(set(self.view_columns))
-        table = self._arrow[:]
-        return np.stack([table.column(f"hash_{c}").to_numpy() for c in columns], axis=1)  # (n, columns)
-
-    def collate(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Pad views of ``rows`` to their longest length, view-major: ``(views * len(rows), seq)``."""
-        table = self._arrow[[int(r) for r in rows]]
-        parts = {k: [_ragged(table.column(f"{k}_{c}")) for c in self.view_columns] for k in self.keys}
-        return pad_ragged(parts, self.pad_id)
-
-
-def _ragged(column: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(lengths, flat values) of an Arrow list column."""
-    import pyarrow.compute as pc
-
-    column = column.combine_chunks()
-    return pc.list_value_length(column).to_numpy(zero_copy_only=False), column.flatten().to_numpy()
-
-
-def _source(cfg: TrainConfig) -> str:
-    return cfg.dataset_name or data_path(cfg.train_file or "", cfg.data_dir)
-
-
-def text_hash(text: str) -> int:
-    """A text's 64-bit identity (blake2b), as stored in the cache for ``no_duplicates``."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
-
-
-def tokenized_keys(tokenizer: Any) -> list[str]:
-    """The tokenizer's outputs kept per text (the attention mask is rebuilt from the lengths)."""
-    probe = tokenizer(["a"], truncation=True, max_length=8)
-    return [k for k in tokenizer.model_input_names if k in probe and k != "attention_mask"]
-
-
 def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
     """The cache folder for this source, tokenizer and settings (its name is a hash of all of them).
 
@@ -216,7 +123,7 @@ def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
     if cfg.dataset_name:
         origin: dict[str, Any] = {"hub": [cfg.dataset_name, cfg.dataset_config, cfg.dataset_split]}
     else:
-        source = _source(cfg)
+        source = source_name(cfg)
         if os.path.isdir(source):
             raise DataError(f"{source}: is a directory, expected a file")
         if not os.path.isfile(source):
@@ -229,7 +136,7 @@ def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
         "tokenizer": _tokenizer_id(tokenizer), "prompts": cfg.column_prompts, "include_prompt": cfg.include_prompt,
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    return os.path.join(root, f"{os.path.basename(_source(cfg)) or 'data'}-{digest}")
+    return os.path.join(root, f"{os.path.basename(source_name(cfg)) or 'data'}-{digest}")
 
 
 def file_fingerprint(path: str, memo_dir: str | None = None) -> str:
@@ -314,7 +221,7 @@ def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
         meta = {
             "keys": keys, "view_columns": cfg.view_columns,
             "pad_id": tokenizer.pad_token_id or 0, "report": report.counts(),
-            "first_bad": report.bad_lines[0] if report.bad_lines else None, "source": _source(cfg),
+            "first_bad": report.bad_lines[0] if report.bad_lines else None, "source": source_name(cfg),
         }  # fmt: skip
         with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
@@ -323,7 +230,7 @@ def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
         except OSError:
             if not os.path.isfile(os.path.join(folder, META_FILE)):
                 raise
-        logger.info("tokenized %s into %s", _source(cfg), folder)
+        logger.info("tokenized %s into %s", source_name(cfg), folder)
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)

@@ -1,21 +1,18 @@
-"""Which examples each step trains on, and the loader that collates them off the training thread.
+"""The batch sampler: which examples each step trains on, the same on 1 or N processes and after a resume.
 
 :class:`BatchSchedule` is a function of the step: the same seed gives the same global batches on 1 or
 N processes, and a resumed run continues exactly (the checkpoint stores only the step). With
 ``no_duplicates`` each epoch's global batches are rearranged, still from the seed alone, so that no
 two rows of a global batch share a text (in-batch negatives would otherwise include a copy of the
-anchor's own positive). :func:`batch_loader` runs the collation in ``DataLoader`` workers.
+anchor's own positive). :mod:`simcse.data.loader` collates the rows in ``DataLoader`` workers.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +36,7 @@ class BatchSchedule:
     def __init__(
         self, n_examples: int, batch_size: int, world_size: int, seed: int, text_hashes: np.ndarray | None = None
     ) -> None:
-        from simcse.train.readers import DataError
+        from simcse.data.readers import DataError
 
         self.n, self.batch_size, self.world_size, self.seed = n_examples, batch_size, world_size, seed
         self.steps_per_epoch = n_examples // (batch_size * world_size)
@@ -152,72 +149,3 @@ def _unique_batches(perm: np.ndarray, hashes: np.ndarray, size: int, steps: int)
                 batch.append(waiting.popleft())
         plan[b] = batch
     return plan, left
-
-
-class _StepBatches(torch.utils.data.Dataset):
-    """Item ``step``: this process's collated rows of that step."""
-
-    def __init__(self, views: Any, schedule: BatchSchedule, rank: int) -> None:
-        self.views, self.schedule, self.rank = views, schedule, rank
-
-    def __len__(self) -> int:
-        return 2**62  # indexed by step; the loader's sampler says which
-
-    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        return self.views.collate(self.schedule.rows(step, self.rank))
-
-
-def batch_loader(
-    views: Any, schedule: BatchSchedule, rank: int, steps: range, workers: int, pin_memory: bool, prefetch: int = 4
-) -> Iterator[dict[str, torch.Tensor]]:
-    """This process's batches of ``steps``, collated by ``workers`` processes ahead of the training step.
-
-    Workers (forked) share the memory-mapped data; batches come back in step order, in pinned memory on CUDA.
-    """
-    loader = torch.utils.data.DataLoader(
-        _StepBatches(views, schedule, rank), sampler=steps, batch_size=None, num_workers=workers,
-        pin_memory=pin_memory, prefetch_factor=prefetch if workers else None, persistent_workers=False,
-        generator=torch.Generator(),  # its own: seeding workers must not draw from the (checkpointed) global RNG
-    )  # fmt: skip
-    return iter(loader)
-
-
-class MapData:
-    """Arrow-backed training data (every row known up front): the batch schedule and its loader.
-
-    Args:
-        views: The tokenized, memory-mapped data.
-        cfg: The run's config (``batch_size``, ``seed``, ``no_duplicates``, ``dataloader_workers``).
-        rank: This process's index.
-        world_size: Processes.
-    """
-
-    def __init__(self, views: Any, cfg: Any, rank: int, world_size: int) -> None:
-        hashes = views.text_hashes() if cfg.no_duplicates else None
-        self.views, self.cfg, self.rank = views, cfg, rank
-        self.schedule = BatchSchedule(len(views), cfg.batch_size, world_size, cfg.seed, hashes)
-        self.steps_per_epoch: int | None = self.schedule.steps_per_epoch
-        self.report: dict[str, int] = views.report
-        self.error: Exception | None = None  # every row was validated before the first step
-
-    def batches(self, start: int, total: int, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-        """Batches of steps ``start .. total - 1`` on ``device``, collated ahead by the loader's workers."""
-        if self.cfg.no_duplicates:  # planned here, before the workers fork, so they share the plans
-            per_epoch = self.schedule.steps_per_epoch
-            for epoch in range(start // per_epoch, (total - 1) // per_epoch + 1):
-                self.schedule.plan(epoch)
-        workers = dataloader_workers(self.cfg.dataloader_workers, device)
-        loader = batch_loader(self.views, self.schedule, self.rank, range(start, total), workers, device.type == "cuda")
-        for batch in loader:
-            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-    def state(self, step: int) -> dict[str, Any]:
-        """What to record in the trainer state (the position is the step itself)."""
-        return {"no_duplicates": self.schedule.duplicate_report()} if self.cfg.no_duplicates else {}
-
-
-def dataloader_workers(configured: int | None, device: torch.device) -> int:
-    """Loader processes: as configured, else 2 beside a GPU and 0 on CPU (where cores are the training's)."""
-    if configured is not None:
-        return configured
-    return 2 if device.type == "cuda" else 0

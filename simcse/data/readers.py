@@ -30,7 +30,8 @@ MAX_LINE_CHARS = 10_000
 # bytes that are not UTF-8, as `surrogateescape` decoding leaves them
 _UNDECODED = re.compile("[\udc80-\udcff]")
 FORMATS = ("text", "csv", "tsv", "jsonl", "parquet")
-_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+# the formats read by file extension (simcse.corpus reads the same extensions)
+EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
 class DataError(ValueError):
@@ -59,7 +60,7 @@ def file_format(path: str, mode: str, data_format: str = "auto") -> str:
     if data_format != "auto":
         return data_format
     ext = os.path.splitext(path)[1].lower()
-    return _EXTENSIONS.get(ext, "text" if mode == "unsup" else "csv")
+    return EXTENSIONS.get(ext, "text" if mode == "unsup" else "csv")
 
 
 def iter_rows(

@@ -22,11 +22,10 @@ from typing import Any
 import torch
 
 from simcse.config import TrainConfig
+from simcse.data.columns import encode_column, prompt_keys, source_name, source_rows, tokenized_keys
+from simcse.data.readers import DataError, ReadReport
 from simcse.distributed import share_outcome
 from simcse.encoder.padding import pad_ragged, ragged
-from simcse.train.data import _source, source_rows, tokenized_keys
-from simcse.train.prompts import encode_column, prompt_keys
-from simcse.train.readers import DataError, ReadReport
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +88,11 @@ class StreamData:
                     continue
                 yield row
             if n == 0:
-                raise DataError(f"{_source(self.cfg)}: no rows for process {self.rank} of {self.world_size}")
+                raise DataError(f"{source_name(self.cfg)}: no rows for process {self.rank} of {self.world_size}")
             epoch += 1
 
     def collate(self, rows: list[tuple[str, ...]]) -> dict[str, torch.Tensor]:
-        """Tokenize ``rows`` and pad them view-major, as :meth:`simcse.train.data.TokenizedViews.collate` does."""
+        """Tokenize ``rows`` and pad them view-major, as :meth:`simcse.data.loader.TokenizedViews.collate` does."""
         encoded = []
         for c in range(len(self.columns)):
             texts = [row[c] for row in rows]
@@ -137,7 +136,7 @@ class StreamData:
         thread.start()
         try:
             first = ready.get()  # the first rows of a hub stream may take a while: the others wait on the long group
-            share_outcome(first if isinstance(first, BaseException) else None, f"reading {_source(self.cfg)}")
+            share_outcome(first if isinstance(first, BaseException) else None, f"reading {source_name(self.cfg)}")
             previous = {k: v.to(device) for k, v in first.items()}
             yield previous
             while True:
