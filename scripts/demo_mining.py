@@ -23,15 +23,14 @@ import time
 
 import numpy as np
 
-from simcse.cli.mine import write_triplets
-from simcse.cli.seeds import evaluate_run
 from simcse.config import load_config
 from simcse.data.readers import read_csv_examples, read_sentences
 from simcse.data_dir import resolve_data_dir
 from simcse.encoder import Encoder
 from simcse.evaluation.scoring import evaluate_sts
 from simcse.evaluation.tasks import TASKS
-from simcse.mining import MiningOptions, mine_hard_negatives
+from simcse.mining import MiningOptions, mine_hard_negatives, write_triplets
+from simcse.runs.report import score_run
 from simcse.train import train
 
 CONFIG = os.path.join(
@@ -88,7 +87,7 @@ def main() -> None:
             "eval_steps": args.eval_steps, "max_train_samples": len(mined),
         }  # fmt: skip
         state = train(load_config(CONFIG, overrides))
-        test = evaluate_run(out, list(TASKS), data_dir)["avg"] if args.test else None
+        test = score_run(out, list(TASKS), data_dir)["avg"] if args.test else None
         rows.append((f"{name} ({len(mined)} triplets, {args.max_steps} steps)", state["best_metric"], test))
     print("\n| model | STS-B dev | STS avg (test) |\n|---|---:|---:|")
     for name, dev, test in rows:

@@ -13,6 +13,7 @@ settings carry over (``tests/test_mining.py`` compares the two on the same embed
 - the survivors in score order, the first ``range_min`` skipped, the next ``num_negatives`` kept.
 
 One triplet ``(anchor, positive, negative)`` per kept negative; a pair with none is left out and counted.
+:func:`write_triplets` writes them as the ``sent0,sent1,hard_neg`` CSV that supervised training reads.
 
 Example:
     >>> options = MiningOptions(range_min=5, relative_margin=0.05)
@@ -21,12 +22,16 @@ Example:
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from simcse.io import StrPath, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -185,3 +190,12 @@ def mine_hard_negatives(
     stats.pairs_without_negative = sum(not negs for negs in chosen)
     logger.info("mined %s", stats.summary())
     return triplets, stats
+
+
+def write_triplets(path: StrPath, triplets: list[tuple[str, str, str]]) -> None:
+    """Write a ``sent0,sent1,hard_neg`` CSV through a temporary file and a rename."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("sent0", "sent1", "hard_neg"))
+    writer.writerows(triplets)
+    atomic_write_text(path, buffer.getvalue())

@@ -2,14 +2,14 @@
 alignment-uniformity plot of the SimCSE paper's Figure 2.
 
 The four panels follow what the SimCSE paper watches during training (its Figure 2 tracks
-alignment and uniformity; model selection uses STS-B dev). The data is the run's ``metrics.jsonl``
-(one record per step: ``loss``; at evaluation steps also ``stsb_dev``, ``sickr_dev``, ``alignment``
-and ``uniformity``).
+alignment and uniformity; model selection uses STS-B dev). The data is the records of a run's
+``metrics.jsonl`` as :mod:`simcse.runs` reads them (one record per step: ``loss``; at evaluation steps
+also ``stsb_dev``, ``sickr_dev``, ``alignment`` and ``uniformity``); which file a figure goes to is the
+caller's (the run folder's: :mod:`simcse.runs.report`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,22 +17,6 @@ from typing import Any
 import numpy as np
 
 from simcse.io import StrPath
-
-CURVES_FILE = "training_curves.png"
-
-
-def read_metrics(path: StrPath) -> list[dict[str, Any]]:
-    """Records of a ``metrics.jsonl`` file, in order; a line cut short by a kill is skipped."""
-    records = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and "step" in record:
-                records.append(record)
-    return records
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -54,7 +38,7 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: StrPath, title
     """Write a 2x2 figure (loss, STS dev Spearman, alignment, uniformity vs step) to ``path`` (PNG).
 
     Args:
-        records: ``metrics.jsonl`` records (see :func:`read_metrics`).
+        records: ``metrics.jsonl`` records (see :func:`simcse.runs.folder.read_metrics`).
         path: Output file; written beside under a temporary name, then renamed (never half-written).
         title: Figure title (e.g. the run's model and recipe).
 

@@ -21,8 +21,9 @@ from simcse.config import load_config
 from simcse.data.cache import load_training_views
 from simcse.data.readers import MAX_LINE_CHARS, DataError, read_sentences
 from simcse.evaluation.tasks import STSDataError, load_task
+from simcse.runs.checkpoints import list_checkpoints
+from simcse.runs.folder import STATE_FILE
 from simcse.train import train
-from simcse.train.checkpoint import STATE_FILE, list_checkpoints
 
 LONG = " ".join(["the man is playing the guitar"] * 3500)  # 100k characters of real words
 assert len(LONG) > 100_000

@@ -71,7 +71,7 @@ def test_no_install_line_names_the_wrong_distribution() -> None:
 def test_model_card_says_what_to_install(tmp_path) -> None:
     from simcse.config import load_config
     from simcse.install_check import FIX
-    from simcse.train.card import render_model_card
+    from simcse.runs.card import render_model_card
 
     cfg = load_config(None, {"model_name_or_path": "bert-base-uncased", "output_dir": str(tmp_path / "run")})
     card = render_model_card(cfg, {"stsb_dev": 80.0}, 125)

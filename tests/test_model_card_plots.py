@@ -11,17 +11,12 @@ import pytest
 import yaml
 from test_training import write_corpus
 
-from simcse.cli.seeds import format_summary, summarize
 from simcse.config import load_config
-from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
-from simcse.train.card import (
-    CARD_FILE,
-    TEST_RESULTS_FILE,
-    add_test_results,
-    base_model_id,
-    render_model_card,
-    write_model_card,
-)
+from simcse.experiments import format_summary, summarize
+from simcse.plots import plot_training_curves
+from simcse.runs.card import base_model_id, render_model_card, write_model_card
+from simcse.runs.folder import CARD_FILE, CURVES_FILE, TEST_RESULTS_FILE, read_metrics
+from simcse.runs.report import add_test_results
 
 
 def png_size(path: str) -> tuple[int, int]:

@@ -165,7 +165,8 @@ def atomic_files(ctx: Ctx) -> None:
 @case
 def plots(ctx: Ctx) -> None:
     from simcse.cli.eval import plot_align_uniform as eval_plot
-    from simcse.plots import plot_align_uniform, plot_training_curves, read_metrics
+    from simcse.plots import plot_align_uniform, plot_training_curves
+    from simcse.runs.folder import read_metrics
 
     metrics = ctx.tmp / "metrics.jsonl"
     metrics.write_text("".join(json.dumps({"step": i, "loss": 1.0 / i}) + "\n" for i in range(1, 5)))
@@ -229,9 +230,10 @@ def train_config(ctx: Ctx) -> None:
 def train_run_and_card(ctx: Ctx) -> None:
     import yaml
 
+    from simcse.runs.card import write_model_card
+    from simcse.runs.checkpoints import list_checkpoints, read_best
+    from simcse.runs.report import add_test_results
     from simcse.train import TrainConfig, train
-    from simcse.train.card import add_test_results, write_model_card
-    from simcse.train.checkpoint import list_checkpoints, read_best
 
     paths = _path_config(ctx)
     cfg = TrainConfig(**paths, batch_size=4, max_seq_len=16, max_steps=1, eval_steps=1, pooler="avg")
@@ -275,7 +277,7 @@ def experiment_cache(ctx: Ctx) -> None:
 def cli_helpers(ctx: Ctx) -> None:
     from simcse.cli.common import load_encoder, read_lines
     from simcse.cli.encode import write_embeddings
-    from simcse.cli.mine import write_triplets
+    from simcse.mining import write_triplets
 
     lines = ctx.tmp / "lines.txt"
     lines.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")

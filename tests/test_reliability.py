@@ -25,8 +25,9 @@ import torch
 
 from simcse.config import load_config
 from simcse.io import atomic_dir, recover
+from simcse.runs.checkpoints import list_checkpoints
+from simcse.runs.folder import BEST_FILE, STATE_FILE
 from simcse.train import train
-from simcse.train.checkpoint import BEST_FILE, STATE_FILE, list_checkpoints
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import os
 from typing import Any
 
 from simcse.cli.common import CommandError, add_model_arguments, load_model
-from simcse.io import StrPath, atomic_write_text
-from simcse.mining import MiningOptions, mine_hard_negatives
+from simcse.mining import MiningOptions, mine_hard_negatives, write_triplets
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +72,6 @@ def _read_inputs(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[
     rows, _ = read_csv_examples(args.pairs, columns)
     corpus, _ = read_sentences(args.corpus)
     return [(a, p) for a, p in rows], corpus
-
-
-def write_triplets(path: StrPath, triplets: list[tuple[str, str, str]]) -> None:
-    """Write a ``sent0,sent1,hard_neg`` CSV through a temporary file and a rename."""
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("sent0", "sent1", "hard_neg"))
-    writer.writerows(triplets)
-    atomic_write_text(path, buffer.getvalue())
 
 
 def run_mine(args: argparse.Namespace) -> int:

@@ -90,10 +90,10 @@ def run_train(args: argparse.Namespace) -> int:
         f"curves: {cfg.output_dir}/training_curves.png"
     )
     if tasks is not None:
-        from simcse.cli.seeds import evaluate_run
         from simcse.evaluation.scoring import format_table
+        from simcse.runs.report import score_run
 
-        result = evaluate_run(cfg.output_dir, tasks, cfg.data_dir, cfg.eval_batch_size)
+        result = score_run(cfg.output_dir, tasks, cfg.data_dir, batch_size=cfg.eval_batch_size)
         print(f"STS test ({cfg.output_dir}/sts_test.json):\n{format_table(result)}")
     if cfg.push_to_hub:
         from simcse.publish import push_to_hub
@@ -114,7 +114,7 @@ def _check_push(repo_id: str, seeds: bool) -> None:
 
 
 def _run_seeds(cfg: TrainConfig, seeds: list[int], resume: bool, tasks: list[str]) -> int:
-    from simcse.cli.seeds import format_summary, run_seeds
+    from simcse.experiments import format_summary, run_seeds
 
     summary = run_seeds(cfg, seeds, resume=resume, tasks=tasks)
     if summary is not None:

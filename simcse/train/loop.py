@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import signal
 from typing import Any
@@ -21,13 +20,16 @@ from typing import Any
 from simcse.config import TrainConfig, to_yaml
 from simcse.distributed import share_outcome
 from simcse.evaluation.dev import DevEvaluator
-from simcse.train.card import CARD_FILE, finish_run, render_model_card
-from simcse.train.checkpoint import BEST_FILE, list_checkpoints, load_latest, reconcile_best, save_checkpoint
+from simcse.runs.card import render_model_card
+from simcse.runs.checkpoints import load_latest, reconcile_best, save_checkpoint
+from simcse.runs.folder import BEST_FILE, CARD_FILE, RunFolder, SaveError, save_together
+from simcse.runs.lock import hold_run_folder
+from simcse.runs.report import finish_run
+from simcse.runs.state import TrainerState
 from simcse.train.inputs import open_training_data
 from simcse.train.launch import make_accelerator
 from simcse.train.model import build_model
 from simcse.train.objective import ObjectiveStep
-from simcse.train.run_dir import RunFolder, RunFolderBusy, RunLock, SaveError, save_together
 from simcse.train.step import StepOutcome, TrainStep, build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -52,24 +54,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
         SaveError: a model or checkpoint could not be written (disk full, permissions...).
     """
     accelerator = make_accelerator(cfg)
-    lock = RunLock(cfg.output_dir) if accelerator.is_main_process else None
-    refusal: BaseException | None = None
-    if lock is not None:
-        try:
-            lock.acquire()
-        except RunFolderBusy as err:
-            refusal, lock = err, None
-        else:
-            if not resume and list_checkpoints(cfg.output_dir):  # a fresh start would mix with and prune them
-                refusal = FileExistsError(
-                    f"{cfg.output_dir}: holds an earlier run's checkpoints; resume it or pick another folder"
-                )
-    try:
-        share_outcome(refusal, f"taking the run folder {cfg.output_dir}")  # every process stops; none waits
-        return _train(accelerator, cfg, resume, stop_after)
-    finally:
-        if lock is not None:
-            lock.release()
+    with hold_run_folder(accelerator, cfg.output_dir, resume):
+        return _train(accelerator, cfg, resume, stop_after).as_dict()
 
 
 @dataclasses.dataclass
@@ -81,7 +67,7 @@ class _Setup:
     data: Any
     total: int
     objective: ObjectiveStep
-    state: dict[str, Any]
+    state: TrainerState
     train_step: TrainStep
     evaluator: DevEvaluator | None
 
@@ -110,18 +96,17 @@ def _setup(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool) -> 
     train_step = TrainStep(accelerator, model, optimizer, cfg, objective)
     if train_step.loss_scale is not None:  # fp16: the scale continues where the checkpoint left it
         accelerator.register_for_checkpointing(train_step.loss_scale)
-    state: dict[str, Any] = {"step": 0, "best_metric": -math.inf, "best_step": -1, "nonfinite_skipped": 0}
-    state["mixed_precision"] = accelerator.mixed_precision  # the launcher's when the recipe leaves it unset
+    state = TrainerState(mixed_precision=accelerator.mixed_precision)  # the launcher's when the recipe leaves it
     if train_step.loss_scale is not None:
-        state["fp16_overflow_skipped"] = 0
+        state.fp16_overflow_skipped = 0
     _on_main(accelerator, lambda: run.prepare(to_yaml(cfg)), "preparing the run folder")  # after the data: a bad
     # row leaves the folder as it was
     if resume and (restored := load_latest(accelerator, run.root)) is not None:
         state.update(restored)
     if resume:
         reconcile_best(run.root, state)
-    state["data"] = data.report
-    _on_main(accelerator, lambda: run.truncate_metrics(state["step"]), "trimming metrics.jsonl")
+    state.data = data.report
+    _on_main(accelerator, lambda: run.truncate_metrics(state.step), "trimming metrics.jsonl")
     if cfg.log_with:
         accelerator.init_trackers("simcse", config={k: str(v) for k, v in vars(cfg).items()})
     return _Setup(model, scheduler, data, total, objective, state, train_step, evaluator if main else None)
@@ -139,19 +124,19 @@ def _on_main(accelerator: Any, work: Any, what: str) -> Any:
     return result
 
 
-def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> dict[str, Any]:
+def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> TrainerState:
     main, run = accelerator.is_main_process, RunFolder(cfg.output_dir)
     setup = _setup(accelerator, cfg, run, resume)
     model, scheduler, data, total, objective, state, train_step = (
         setup.model, setup.scheduler, setup.data, setup.total, setup.objective, setup.state, setup.train_step,
     )  # fmt: skip
-    stop, progress = _Stop(), _progress(total, state["step"], main)
+    stop, progress = _Stop(), _progress(total, state.step, main)
     every = cfg.logging_steps or (1 if accelerator.device.type == "cpu" else 10)
     log_error: SaveError | None = None  # the main process's, shared with all at the next read
     model.train()
     # the step's rows are a function of the step (exact resume); collated ahead, off the training thread
-    batches = data.batches(state["step"], total, accelerator.device)
-    for step in range(state["step"], total):
+    batches = data.batches(state.step, total, accelerator.device)
+    for step in range(state.step, total):
         done = step + 1
         batch = next(batches)  # a stream that meets a bad row sets data.error: every process stops at the next read
         evaluate = done % cfg.eval_steps == 0 or done == total
@@ -163,7 +148,7 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
         failed = log_error is not None or data.error is not None
         outcome = train_step(batch, read=read, stop=stop.requested or done == stop_after, failed=failed)
         scheduler.step()
-        state["step"] = done
+        state.step = done
         # a stop asked of any process by the previous step (SIGTERM) is read now by all, whatever logging_steps is
         if outcome is None and train_step.stop_agreed():
             outcome = train_step.read(failed)
@@ -178,7 +163,7 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
             record.update(objective.collapse_metrics())  # the global batch's spread; warns once on collapse
         # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
         if evaluate:
-            record.update(_evaluate(accelerator, model, setup.evaluator, cfg, state, done))
+            record.update(_evaluate(accelerator, model, setup.evaluator, cfg, run, state, done))
         if main:
             try:
                 run.append_metrics(record)
@@ -204,7 +189,7 @@ def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | N
     return state
 
 
-def _record(outcome: StepOutcome, state: dict[str, Any], step: int, cfg: TrainConfig, lr: float) -> dict[str, Any]:
+def _record(outcome: StepOutcome, state: TrainerState, step: int, cfg: TrainConfig, lr: float) -> dict[str, Any]:
     """The step's record for metrics.jsonl; counts and logs the skipped updates since the last read."""
     _count_nonfinite(outcome, state, step, cfg.max_nonfinite_steps)
     record: dict[str, Any] = {"step": step, "loss": outcome.loss, "lr": lr}
@@ -213,7 +198,7 @@ def _record(outcome: StepOutcome, state: dict[str, Any], step: int, cfg: TrainCo
     if outcome.loss_scale is not None:  # fp16
         record["loss_scale"] = outcome.loss_scale
         if outcome.overflows:
-            state["fp16_overflow_skipped"] += outcome.overflows
+            state.fp16_overflow_skipped = (state.fp16_overflow_skipped or 0) + outcome.overflows
             record["overflow_skipped"] = outcome.overflows
             logger.warning(
                 "step %d: %d update(s) skipped since the last read: fp16 gradients overflowed; loss scale now %g",
@@ -222,11 +207,11 @@ def _record(outcome: StepOutcome, state: dict[str, Any], step: int, cfg: TrainCo
     return record
 
 
-def _count_nonfinite(outcome: Any, state: dict[str, Any], step: int, limit: int) -> None:
+def _count_nonfinite(outcome: Any, state: TrainerState, step: int, limit: int) -> None:
     """Count the updates skipped since the last read (every process skipped them); stop after ``limit`` in a row."""
     if not outcome.skipped:
         return
-    state["nonfinite_skipped"] += outcome.skipped
+    state.nonfinite_skipped += outcome.skipped
     if outcome.steps == 1:
         logger.warning("step %d: non-finite loss, update skipped (%d in a row)", step, outcome.in_a_row)
     else:
@@ -273,21 +258,22 @@ def _scheduler(optimizer: Any, cfg: TrainConfig, total: int) -> Any:
     return get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total)
 
 
-def _summarise(state: dict[str, Any], model: str) -> None:
+def _summarise(state: TrainerState, model: str) -> None:
     """Log the outcome, with a warning for anything skipped on the way (also in the returned state)."""
-    logger.info("best STS-B dev %.2f at step %d; model in %s", state["best_metric"], state["best_step"], model)
-    skipped = {k: v for k, v in state["data"].items() if v}
-    if skipped or state["nonfinite_skipped"]:
+    logger.info("best STS-B dev %.2f at step %d; model in %s", state.best_metric, state.best_step, model)
+    skipped = {k: v for k, v in state.data.items() if v}
+    if skipped or state.nonfinite_skipped:
         logger.warning(
             "skipped: %s; %d step(s) with a non-finite loss",
             ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) or "no input lines",
-            state["nonfinite_skipped"],
+            state.nonfinite_skipped,
         )
 
 
 def _evaluate(
-    accelerator: Any, model: Any, evaluator: DevEvaluator | None, cfg: TrainConfig, state: dict, step: int
-) -> dict:
+    accelerator: Any, model: Any, evaluator: DevEvaluator | None, cfg: TrainConfig, run: RunFolder,
+    state: TrainerState, step: int,
+) -> dict:  # fmt: skip
     """Score on the main process; save the model when STS-B dev improves (ties keep the earlier).
 
     The other processes wait on the long-wait group (evaluating and saving can outlast the training
@@ -295,7 +281,7 @@ def _evaluate(
     """
     result: dict[str, Any] = {}
     save, error = None, None
-    folder = RunFolder(cfg.output_dir).model
+    folder = run.model
     if accelerator.is_main_process and evaluator is not None:
         encoder = accelerator.unwrap_model(model).encoder
         try:
@@ -303,8 +289,8 @@ def _evaluate(
         except Exception as err:  # shared below: every process stops with it
             error = err
         encoder.train()
-        if error is None and result["stsb_dev"] > state["best_metric"]:
-            state["best_metric"], state["best_step"] = result["stsb_dev"], step
+        if error is None and result["stsb_dev"] > state.best_metric:
+            state.best_metric, state.best_step = result["stsb_dev"], step
             best = {BEST_FILE: json.dumps({"step": step, "metric": "stsb_dev", "value": result["stsb_dev"]})}
             best[CARD_FILE] = render_model_card(cfg, result, step)  # saved with the weights, atomically
 

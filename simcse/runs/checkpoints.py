@@ -1,9 +1,9 @@
 """Resumable checkpoints: written to a temporary folder, renamed into place, pruned after.
 
 A checkpoint folder ``checkpoints/step-00000125`` holds Accelerate's state (model, optimizer,
-scheduler, every process's RNG states) and ``trainer_state.json`` (step, best metric, counters).
-The data position is the step itself (:class:`simcse.data.sampler.BatchSchedule` and the stream are functions of it).
-A folder is complete exactly when it has its final name: a run killed while writing leaves only a
+scheduler, every process's RNG states) and ``trainer_state.json`` (:class:`simcse.runs.state.TrainerState`).
+The data position is the step itself (:class:`simcse.data.sampler.BatchSchedule` and the stream are
+functions of it). A folder is complete exactly when it has its final name: a run killed while writing leaves only a
 ``.tmp-*`` folder, which resume ignores with a warning and the next save removes. Old checkpoints
 are pruned only after the new one is in place, by a rename out of the way and then a delete, so a
 ``step-*`` folder is never half-deleted either.
@@ -23,19 +23,13 @@ import re
 import shutil
 from typing import Any
 
-from simcse.io import atomic_write_text, fsync_tree
-from simcse.train.run_dir import save_together
+from simcse.io import StrPath, atomic_write_text, fsync_tree
+from simcse.runs.folder import STATE_FILE, RunFolder, save_together
+from simcse.runs.state import TrainerState
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.json"
-BEST_FILE = "best_metric.json"  # written into <output_dir>/model beside the weights
-_NAME = re.compile(r"^step-(\d+)$")
-
-
-def checkpoint_root(output_dir: str) -> str:
-    """Folder holding the run's checkpoints."""
-    return os.path.join(output_dir, "checkpoints")
+_NAME = re.compile(r"^step-(\d+)$")  # RunFolder.checkpoint's names
 
 
 def _remove(path: str) -> None:
@@ -45,15 +39,15 @@ def _remove(path: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def save_checkpoint(accelerator: Any, output_dir: str, step: int, state: dict[str, Any], keep_last_n: int) -> str:
+def save_checkpoint(accelerator: Any, output_dir: StrPath, step: int, state: TrainerState, keep_last_n: int) -> str:
     """Save a checkpoint for ``step`` on every process; the main process renames and prunes.
 
-    An I/O error on any process (a full disk...) raises :class:`simcse.train.run_dir.SaveError` on every
+    An I/O error on any process (a full disk...) raises :class:`simcse.runs.folder.SaveError` on every
     process, after the partial folder is removed: the checkpoints already there stay as they were.
     """
-    root = checkpoint_root(output_dir)
-    final = os.path.join(root, f"step-{step:08d}")
-    tmp = os.path.join(root, f".tmp-step-{step:08d}")
+    run = RunFolder(output_dir)
+    root, final = run.checkpoints, run.checkpoint(step)
+    tmp = os.path.join(root, f".tmp-{os.path.basename(final)}")
     what = f"checkpoint of step {step}"
 
     def clear() -> None:
@@ -63,7 +57,7 @@ def save_checkpoint(accelerator: Any, output_dir: str, step: int, state: dict[st
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
     def finalize() -> None:
-        atomic_write_text(os.path.join(tmp, STATE_FILE), json.dumps({**state, "step": step}, indent=2))
+        atomic_write_text(os.path.join(tmp, STATE_FILE), json.dumps({**state.as_dict(), "step": step}, indent=2))
         fsync_tree(tmp)  # durable before it gets its final name (a power cut, not only a kill)
         if os.path.exists(final):  # a step run again after resuming from an older checkpoint
             _remove(final)
@@ -75,15 +69,15 @@ def save_checkpoint(accelerator: Any, output_dir: str, step: int, state: dict[st
         shutil.rmtree(tmp, ignore_errors=True)
 
     main = accelerator.is_main_process
-    save_together(accelerator, clear if main else None, what, root, output_dir)
-    save_together(accelerator, lambda: accelerator.save_state(tmp), what, tmp, output_dir, cleanup=drop_tmp)
-    save_together(accelerator, finalize if main else None, what, final, output_dir, cleanup=drop_tmp)
+    save_together(accelerator, clear if main else None, what, root, run.root)
+    save_together(accelerator, lambda: accelerator.save_state(tmp), what, tmp, run.root, cleanup=drop_tmp)
+    save_together(accelerator, finalize if main else None, what, final, run.root, cleanup=drop_tmp)
     return final
 
 
-def list_checkpoints(output_dir: str) -> list[str]:
+def list_checkpoints(output_dir: StrPath) -> list[str]:
     """Complete checkpoints, oldest first; warns about partial folders left by a crash."""
-    root = checkpoint_root(output_dir)
+    root = RunFolder(output_dir).checkpoints
     if not os.path.isdir(root):
         return []
     found = []
@@ -97,13 +91,13 @@ def list_checkpoints(output_dir: str) -> list[str]:
     return [p for _, p in sorted(found)]
 
 
-def load_latest(accelerator: Any, output_dir: str) -> dict[str, Any] | None:
+def load_latest(accelerator: Any, output_dir: StrPath) -> dict[str, Any] | None:
     """Restore the newest checkpoint that loads into the prepared objects; return its trainer state.
 
     A checkpoint that fails to load (a file damaged after it was written) is skipped with a
     warning in favour of the one before; if none loads, the error says so rather than starting over.
     """
-    checkpoints = list_checkpoints(output_dir)
+    checkpoints, root = list_checkpoints(output_dir), RunFolder(output_dir).checkpoints
     for path in reversed(checkpoints):
         try:
             with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
@@ -115,13 +109,13 @@ def load_latest(accelerator: Any, output_dir: str) -> dict[str, Any] | None:
         logger.info("resumed from %s (step %d)", path, state["step"])
         return state
     if checkpoints:
-        raise RuntimeError(f"{checkpoint_root(output_dir)}: none of the {len(checkpoints)} checkpoints could be loaded")
+        raise RuntimeError(f"{root}: none of the {len(checkpoints)} checkpoints could be loaded")
     return None
 
 
-def read_best(output_dir: str) -> dict[str, Any] | None:
+def read_best(output_dir: StrPath) -> dict[str, Any] | None:
     """The ``{"step", "metric", "value"}`` record saved with the best model, or None."""
-    path = os.path.join(output_dir, "model", BEST_FILE)
+    path = RunFolder(output_dir).best
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -129,15 +123,15 @@ def read_best(output_dir: str) -> dict[str, Any] | None:
         return None
 
 
-def reconcile_best(output_dir: str, state: dict[str, Any]) -> None:
+def reconcile_best(output_dir: StrPath, state: TrainerState) -> None:
     """After resuming, make ``state``'s best metric and step describe ``<output_dir>/model``."""
-    best = read_best(output_dir)
-    if best is not None and best["step"] > state["step"]:
+    best, model = read_best(output_dir), RunFolder(output_dir).model
+    if best is not None and best["step"] > state.step:
         logger.warning(
             "%s was saved at step %d, after the checkpoint (step %d); it stays the best so far (%s %.4f)",
-            os.path.join(output_dir, "model"), best["step"], state["step"], best["metric"], best["value"],
+            model, best["step"], state.step, best["metric"], best["value"],
         )  # fmt: skip
-        state["best_metric"], state["best_step"] = best["value"], best["step"]
-    elif best is None and state.get("best_step", -1) >= 0:
-        logger.warning("%s is missing; the next evaluation will write it", os.path.join(output_dir, "model"))
-        state["best_metric"], state["best_step"] = -math.inf, -1
+        state.best_metric, state.best_step = best["value"], best["step"]
+    elif best is None and state.best_step >= 0:
+        logger.warning("%s is missing; the next evaluation will write it", model)
+        state.best_metric, state.best_step = -math.inf, -1

@@ -1,0 +1,10 @@
+"""The run folder, one owner of every path in it: lock, config, metrics, checkpoints, best model, card, curves.
+
+- :mod:`~simcse.runs.folder`: :class:`~simcse.runs.folder.RunFolder` names every file of a run; writes the
+  config and writes and reads ``metrics.jsonl``; :class:`~simcse.runs.folder.SaveError` for a failed write.
+- :mod:`~simcse.runs.lock`: one run at a time in a folder.
+- :mod:`~simcse.runs.state`: :class:`~simcse.runs.state.TrainerState`, saved with every checkpoint.
+- :mod:`~simcse.runs.checkpoints`: save, list, load and prune checkpoints; the best model's bookkeeping.
+- :mod:`~simcse.runs.card`: the model card.
+- :mod:`~simcse.runs.report`: the end of a run (curves, card) and its best model's STS test scores.
+"""
