@@ -122,7 +122,7 @@ def worker_steps(corpus: str, cache: str, steps: int) -> dict:
     from simcse.data.cache import load_training_views
     from simcse.data.loader import MapData
     from simcse.train.model import build_model
-    from simcse.train.objective import ObjectiveStep
+    from simcse.train.objective_step import ObjectiveStep
     from simcse.train.step import TrainStep, build_optimizer
 
     results = {}

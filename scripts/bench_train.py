@@ -75,7 +75,7 @@ def simcse_step(
     from simcse.data.cache import load_training_views
     from simcse.data.sampler import BatchSchedule
     from simcse.train.model import build_model
-    from simcse.train.objective import ObjectiveStep
+    from simcse.train.objective_step import ObjectiveStep
     from simcse.train.step import TrainStep, build_optimizer, to_device
 
     # pooler avg without a head: all-MiniLM-L6-v2's own mean pooling, as sentence-transformers runs it

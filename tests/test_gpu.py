@@ -21,7 +21,7 @@ import torch
 
 from simcse.objectives import OBJECTIVES
 from simcse.train.grad_cache import RngState
-from simcse.train.objective import ObjectiveStep
+from simcse.train.objective_step import ObjectiveStep
 from simcse.train.step import compute_loss, make_grad_cache
 from tests.helpers.syncs import WouldSync
 from tests.test_grad_cache import SEED, batch_setup, data, grads_after  # noqa: F401  (data: a fixture)

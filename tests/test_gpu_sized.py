@@ -14,7 +14,7 @@ from simcse.encoder import Encoder
 from simcse.encoder.encoder import default_device
 from simcse.train import load_config, train
 from simcse.train.launch import refuse_engine
-from simcse.train.objective import ObjectiveStep
+from simcse.train.objective_step import ObjectiveStep
 from simcse.train.step import TrainStep, build_optimizer
 from tests.helpers.syncs import WouldSync
 from tests.test_training import write_corpus

@@ -17,7 +17,7 @@ from simcse.objectives import OBJECTIVES
 from simcse.objectives.pairs import labelled_pairs
 from simcse.train import train
 from simcse.train.model import build_model
-from simcse.train.objective import ObjectiveStep
+from simcse.train.objective_step import ObjectiveStep
 from simcse.train.step import build_optimizer, compute_loss, embed_views
 
 WORDS = "a man is playing the guitar woman dog runs in park child eats bread red car old house".split()

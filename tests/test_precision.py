@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from simcse.objectives import OBJECTIVES
 from simcse.train.loss_scale import LossScale
-from simcse.train.objective import ObjectiveStep, objective_modules
+from simcse.train.objective_step import ObjectiveStep, objective_modules
 from simcse.train.step import TrainStep, build_optimizer, embed_views
 from tests.test_grad_cache import batch_setup, data  # noqa: F401  (data: a fixture)
 from tests.test_objective_training import data_files, objective_batch  # noqa: F401  (data_files: a fixture)

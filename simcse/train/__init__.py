@@ -1,14 +1,18 @@
-"""Fine-tuning: the typed config, the data, the step, the run folder and the loop.
+"""Fine-tuning: the loop's core. The config is :mod:`simcse.config`, the data :mod:`simcse.data`, the run
+folder :mod:`simcse.runs`.
 
-- :mod:`~simcse.data.readers` / :mod:`~simcse.train.data`: read and validate rows; tokenize once into an Arrow cache.
-- :mod:`~simcse.train.schedule` / :mod:`~simcse.data.stream`: the batch schedule and its loader; streaming data.
-- :mod:`~simcse.train.model`: the training wrapper (encoder + head + objective modules, MLM, length groups).
-- :mod:`~simcse.train.objective` / :mod:`~simcse.train.step`: one step from the views to the update.
-- :mod:`~simcse.train.run_dir` / :mod:`~simcse.train.checkpoint` / :mod:`~simcse.train.card`: the run folder.
-- :mod:`~simcse.train.loop`: :func:`train`.
+- :mod:`~simcse.train.loop`: :func:`train`, the loop, read top to bottom.
+- :mod:`~simcse.train.prepare`: :func:`prepare`, what the loop runs on (shared with the benchmarks).
+- :mod:`~simcse.train.launch`: the run's Accelerate state (processes, precision, timeouts, refused engines).
+- :mod:`~simcse.train.model` / :mod:`~simcse.train.llm`: the training model (encoder + head + objective
+  modules, MLM, length groups); decoder backbones and LoRA.
+- :mod:`~simcse.train.step` (with :mod:`~simcse.train.loss_scale`, :mod:`~simcse.train.flags`): one step
+  from the views to the update; :mod:`~simcse.train.objective_step`: the configured objective in the loop;
+  :mod:`~simcse.train.grad_cache`: the gradient cache; :mod:`~simcse.train.collapse`: the collapse watch.
 """
 
 from simcse.config import TrainConfig, load_config
 from simcse.train.loop import train
+from simcse.train.prepare import prepare
 
-__all__ = ["TrainConfig", "load_config", "train"]
+__all__ = ["TrainConfig", "load_config", "prepare", "train"]

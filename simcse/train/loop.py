@@ -1,16 +1,15 @@
 """The training loop (Accelerate): read it top to bottom.
 
-Setup builds the model, data and optimizer; each step runs :class:`simcse.train.step.TrainStep`
-(forward over the views, the objective's loss, one agreement across processes, the update), steps the
-schedule, records the step, evaluates on STS-B dev (saving the best model) and checkpoints. Every file
-of the run folder goes through :mod:`simcse.train.run_dir`; checkpoints through
-:mod:`simcse.train.checkpoint`.
+:func:`train` holds the run folder (:mod:`simcse.runs.lock`) and builds what the loop runs on
+(:func:`simcse.train.prepare.prepare`: model, data, optimizer, schedule, objective, step). Each step runs
+:class:`simcse.train.step.TrainStep` (forward over the views, the objective's loss, one agreement across
+processes, the update), steps the schedule, records the step, evaluates on STS-B dev (saving the best
+model) and checkpoints. Every file of the run folder goes through :mod:`simcse.runs`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -26,11 +25,9 @@ from simcse.runs.folder import BEST_FILE, CARD_FILE, RunFolder, SaveError, save_
 from simcse.runs.lock import hold_run_folder
 from simcse.runs.report import finish_run
 from simcse.runs.state import TrainerState
-from simcse.train.inputs import open_training_data
 from simcse.train.launch import make_accelerator
-from simcse.train.model import build_model
-from simcse.train.objective import ObjectiveStep
-from simcse.train.step import StepOutcome, TrainStep, build_optimizer
+from simcse.train.prepare import Prepared, prepare
+from simcse.train.step import StepOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +44,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
         stop_after: Stop (with a checkpoint) after this global step, as a pre-emption would;
             the learning-rate schedule still spans the full run.
 
-    Returns the final trainer state (best metric and step, last step, counters).
+    Returns the final trainer state (best metric and step, last step, counters):
+    :meth:`simcse.runs.state.TrainerState.as_dict`.
 
     Raises:
         RunFolderBusy: another live run holds ``cfg.output_dir``.
@@ -55,61 +53,99 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     """
     accelerator = make_accelerator(cfg)
     with hold_run_folder(accelerator, cfg.output_dir, resume):
-        return _train(accelerator, cfg, resume, stop_after).as_dict()
+        return _train(accelerator, cfg, RunFolder(cfg.output_dir), resume, stop_after).as_dict()
 
 
-@dataclasses.dataclass
-class _Setup:
-    """What the loop runs on: the prepared model and schedule, the data, the objective, the state, the step."""
-
-    model: Any
-    scheduler: Any
-    data: Any
-    total: int
-    objective: ObjectiveStep
-    state: TrainerState
-    train_step: TrainStep
-    evaluator: DevEvaluator | None
-
-
-def _setup(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool) -> _Setup:
-    """Build and prepare everything, write the run's config, restore a checkpoint when resuming.
-
-    What the main process alone does (the run folder, the dev sets) ends in an agreement, so that its
-    failure stops every process at once with its message (:func:`simcse.distributed.share_outcome`).
-    """
-    from accelerate.utils import set_seed
-
-    set_seed(cfg.seed)
+def _train(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool, stop_after: int | None) -> TrainerState:
     main = accelerator.is_main_process
     # the dev sets are read first: a missing one fails before the corpus is tokenized
     evaluator = _on_main(accelerator, lambda: DevEvaluator(cfg.data_dir, cfg.eval_batch_size), "reading the dev sets")
-    model = build_model(cfg)
-    # map-style: Arrow, tokenized once by the main process; or a stream (streaming: true, max_steps given)
-    data = open_training_data(cfg, model.encoder.tokenizer, accelerator)
-    total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * data.steps_per_epoch
-    optimizer = build_optimizer(model, cfg)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, _scheduler(optimizer, cfg, total))
-    objective = ObjectiveStep(cfg, accelerator.unwrap_model(model).encoder.dim)
-    if objective.state is not None:  # a queue / memory: saved and restored with every checkpoint
-        accelerator.register_for_checkpointing(objective.state.to(accelerator.device))
-    train_step = TrainStep(accelerator, model, optimizer, cfg, objective)
-    if train_step.loss_scale is not None:  # fp16: the scale continues where the checkpoint left it
-        accelerator.register_for_checkpointing(train_step.loss_scale)
+    prep = prepare(cfg, accelerator)
+    state = _start(accelerator, cfg, run, prep, resume)
+    log_error: SaveError | None = None  # the main process's, shared with all at the next read
+    # closed however the loop ends (a failed step included): SIGTERM's previous handler, the bar, the batches
+    with contextlib.ExitStack() as resources:
+        stop = resources.enter_context(_Stop())
+        progress = resources.enter_context(_progress(prep.total, state.step, main))
+        # the step's rows are a function of the step (exact resume); collated ahead, off the training thread
+        batches = prep.data.batches(state.step, prep.total, accelerator.device)
+        resources.callback(batches.close)  # a stream's reading thread stops; the loader's workers go
+        prep.model.train()
+        for step in range(state.step, prep.total):
+            done = step + 1
+            batch = next(batches)  # a stream that meets a bad row sets data.error: every process stops at the next read
+            evaluate = done % cfg.eval_steps == 0 or done == prep.total
+            checkpoint = done % (cfg.checkpoint_steps or cfg.eval_steps) == 0 or done == prep.total
+            watch = bool(cfg.collapse_check_steps) and done % cfg.collapse_check_steps == 0
+            # reading the step's outcome is its one host sync: every `read_every` steps, and where a decision needs
+            # it (a function of the step alone, so every process reads, and sums over processes, at the same steps)
+            read = done % prep.read_every == 0 or evaluate or checkpoint or watch or done == stop_after
+            failed = log_error is not None or prep.data.error is not None
+            outcome = prep.step(batch, read=read, stop=stop.requested or done == stop_after, failed=failed)
+            prep.scheduler.step()
+            state.step = done
+            # a stop asked of any process by the previous step (SIGTERM) is read now by all, whatever logging_steps is
+            if outcome is None and prep.step.stop_agreed():
+                outcome = prep.step.read(failed)
+            if outcome is None:
+                continue
+            if outcome.failed:
+                why = "the main process could not write the metrics, or a process met a bad training row"
+                raise prep.data.error or log_error or SaveError(f"{run.metrics}: another process failed ({why})")
+            record = _record(outcome, state, done, cfg, prep.scheduler.get_last_lr()[0])
+            state.update(prep.data.state(done))  # the stream position, no_duplicates' counts
+            if watch:
+                record.update(prep.objective.collapse_metrics())  # the global batch's spread; warns once on collapse
+            # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
+            if evaluate:
+                record.update(_evaluate(accelerator, prep.model, evaluator, cfg, run, state, done))
+            if main:
+                try:
+                    run.append_metrics(record)
+                except SaveError as err:
+                    log_error = err
+                _show(progress, record, outcome.steps)
+            if cfg.log_with:
+                accelerator.log(record, step=done)
+            if checkpoint or outcome.stop:
+                save_checkpoint(accelerator, run.root, done, state, cfg.keep_last_n)
+            if outcome.stop:
+                break
+    if log_error is not None:
+        raise log_error
+    _finish(accelerator, cfg, run, state)
+    return state
+
+
+def _start(accelerator: Any, cfg: TrainConfig, run: RunFolder, prep: Prepared, resume: bool) -> TrainerState:
+    """Write the run's config, restore the newest checkpoint when resuming: the state the loop starts from.
+
+    What the main process alone does (the run folder) ends in an agreement, so that its failure stops every
+    process at once with its message (:func:`simcse.distributed.share_outcome`).
+    """
     state = TrainerState(mixed_precision=accelerator.mixed_precision)  # the launcher's when the recipe leaves it
-    if train_step.loss_scale is not None:
+    if prep.step.loss_scale is not None:
         state.fp16_overflow_skipped = 0
-    _on_main(accelerator, lambda: run.prepare(to_yaml(cfg)), "preparing the run folder")  # after the data: a bad
-    # row leaves the folder as it was
+    # after the data: a bad row leaves the folder as it was
+    _on_main(accelerator, lambda: run.prepare(to_yaml(cfg)), "preparing the run folder")
     if resume and (restored := load_latest(accelerator, run.root)) is not None:
         state.update(restored)
     if resume:
         reconcile_best(run.root, state)
-    state.data = data.report
+    state.data = prep.data.report
     _on_main(accelerator, lambda: run.truncate_metrics(state.step), "trimming metrics.jsonl")
     if cfg.log_with:
         accelerator.init_trackers("simcse", config={k: str(v) for k, v in vars(cfg).items()})
-    return _Setup(model, scheduler, data, total, objective, state, train_step, evaluator if main else None)
+    return state
+
+
+def _finish(accelerator: Any, cfg: TrainConfig, run: RunFolder, state: TrainerState) -> None:
+    """The end of a run: trackers closed; on the main process, the summary logged, the curves and the card."""
+    for tracker in accelerator.trackers:  # not end_training(): it ends the process group, which --seeds reuses
+        tracker.finish()
+    if accelerator.is_main_process:
+        _summarise(state, run.model)
+        finish_run(cfg)  # training_curves.png in the run and model folders, the model card
 
 
 def _on_main(accelerator: Any, work: Any, what: str) -> Any:
@@ -122,71 +158,6 @@ def _on_main(accelerator: Any, work: Any, what: str) -> Any:
             error = err
     share_outcome(error, what)
     return result
-
-
-def _train(accelerator: Any, cfg: TrainConfig, resume: bool, stop_after: int | None) -> TrainerState:
-    main, run = accelerator.is_main_process, RunFolder(cfg.output_dir)
-    setup = _setup(accelerator, cfg, run, resume)
-    model, scheduler, data, total, objective, state, train_step = (
-        setup.model, setup.scheduler, setup.data, setup.total, setup.objective, setup.state, setup.train_step,
-    )  # fmt: skip
-    stop, progress = _Stop(), _progress(total, state.step, main)
-    every = cfg.logging_steps or (1 if accelerator.device.type == "cpu" else 10)
-    log_error: SaveError | None = None  # the main process's, shared with all at the next read
-    model.train()
-    # the step's rows are a function of the step (exact resume); collated ahead, off the training thread
-    batches = data.batches(state.step, total, accelerator.device)
-    for step in range(state.step, total):
-        done = step + 1
-        batch = next(batches)  # a stream that meets a bad row sets data.error: every process stops at the next read
-        evaluate = done % cfg.eval_steps == 0 or done == total
-        checkpoint = done % (cfg.checkpoint_steps or cfg.eval_steps) == 0 or done == total
-        watch = bool(cfg.collapse_check_steps) and done % cfg.collapse_check_steps == 0
-        # reading the step's outcome is its one host sync: every `every` steps, and where a decision needs it
-        # (a function of the step alone, so every process reads, and sums over processes, at the same steps)
-        read = done % every == 0 or evaluate or checkpoint or watch or done == stop_after
-        failed = log_error is not None or data.error is not None
-        outcome = train_step(batch, read=read, stop=stop.requested or done == stop_after, failed=failed)
-        scheduler.step()
-        state.step = done
-        # a stop asked of any process by the previous step (SIGTERM) is read now by all, whatever logging_steps is
-        if outcome is None and train_step.stop_agreed():
-            outcome = train_step.read(failed)
-        if outcome is None:
-            continue
-        if outcome.failed:
-            why = "the main process could not write the metrics, or a process met a bad training row"
-            raise data.error or log_error or SaveError(f"{run.metrics}: another process failed ({why})")
-        record = _record(outcome, state, done, cfg, scheduler.get_last_lr()[0])
-        state.update(data.state(done))  # the stream position, no_duplicates' counts
-        if watch:
-            record.update(objective.collapse_metrics())  # the global batch's spread; warns once on collapse
-        # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
-        if evaluate:
-            record.update(_evaluate(accelerator, model, setup.evaluator, cfg, run, state, done))
-        if main:
-            try:
-                run.append_metrics(record)
-            except SaveError as err:
-                log_error = err
-            _show(progress, record, outcome.steps)
-        if cfg.log_with:
-            accelerator.log(record, step=done)
-        if checkpoint or outcome.stop:
-            save_checkpoint(accelerator, run.root, done, state, cfg.keep_last_n)
-        if outcome.stop:
-            break
-    batches.close()
-    if log_error is not None:
-        raise log_error
-    progress.close()
-    stop.close()
-    for tracker in accelerator.trackers:  # not end_training(): it ends the process group, which --seeds reuses
-        tracker.finish()
-    if main:
-        _summarise(state, run.model)
-        finish_run(cfg)  # training_curves.png in the run and model folders, the model card
-    return state
 
 
 def _record(outcome: StepOutcome, state: TrainerState, step: int, cfg: TrainConfig, lr: float) -> dict[str, Any]:
@@ -233,29 +204,29 @@ def _show(progress: Any, record: dict[str, Any], steps: int) -> None:
 
 
 class _Stop:
-    """SIGTERM (pre-emption) sets a flag; the loop saves a checkpoint and exits cleanly."""
+    """SIGTERM (pre-emption) sets a flag; the loop saves a checkpoint and exits cleanly.
+
+    A context manager: SIGTERM's previous handler is given back when the block ends, however it ends
+    (else a later SIGTERM in the same process, e.g. the next ``train()`` of ``--seeds``, would be swallowed).
+    """
 
     def __init__(self) -> None:
         self.requested, self._previous = False, None
+
+    def __enter__(self) -> _Stop:
         if hasattr(signal, "SIGTERM"):
             # ValueError: not the main thread (e.g. a notebook worker); then SIGTERM is not handled
             with contextlib.suppress(ValueError):
                 self._previous = signal.signal(signal.SIGTERM, self._handler)
+        return self
 
-    def close(self) -> None:
-        """Give SIGTERM back to the previous handler (else a later SIGTERM would be swallowed)."""
+    def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
     def _handler(self, signum: int, frame: Any) -> None:
         logger.warning("SIGTERM received: saving a checkpoint and stopping")
         self.requested = True
-
-
-def _scheduler(optimizer: Any, cfg: TrainConfig, total: int) -> Any:
-    from transformers import get_linear_schedule_with_warmup
-
-    return get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total)
 
 
 def _summarise(state: TrainerState, model: str) -> None:

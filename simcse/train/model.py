@@ -71,7 +71,7 @@ class ContrastiveModel(nn.Module):
     """What the optimizer trains: the encoder (with head), for ``do_mlm`` the MLM model, and the objective's modules.
 
     The MLM model shares the encoder's transformer, so ``parameters()`` lists each weight once.
-    ``objective`` (:class:`simcse.train.objective.ObjectiveModules`) holds a predictor / prototypes, trained
+    ``objective`` (:class:`simcse.train.objective_step.ObjectiveModules`) holds a predictor / prototypes, trained
     with the encoder, and a momentum encoder, frozen (``requires_grad`` False, so the optimizer leaves it
     out); all of them are checkpointed with the model, none is exported with it.
     """
@@ -125,7 +125,7 @@ def build_model(cfg: TrainConfig) -> ContrastiveModel:
     from transformers import AutoModelForMaskedLM
 
     from simcse.train.llm import adapt_encoder, backbone_kwargs
-    from simcse.train.objective import build_objective_modules
+    from simcse.train.objective_step import build_objective_modules
 
     name = resolve_model_name(cfg.model_name_or_path)
     overrides = backbone_kwargs(cfg, name)

@@ -19,7 +19,7 @@ from simcse.train.flags import LaggedFlags
 from simcse.train.grad_cache import GradCache
 from simcse.train.loss_scale import LossScale
 from simcse.train.model import length_group_rows, mask_tokens
-from simcse.train.objective import ObjectiveStep
+from simcse.train.objective_step import ObjectiveStep
 
 
 def embed_views(
