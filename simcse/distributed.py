@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -158,6 +160,22 @@ def share_outcome(error: BaseException | None, what: str) -> None:
     for rank, message in enumerate(messages):
         if message is not None:
             raise PeerFailed(f"process {rank} failed while {what}: {message}")
+
+
+def on_main(work: Callable[[], Any], what: str) -> Any:
+    """``work()`` on the main process; every process waits for it and raises if it failed (None elsewhere).
+
+    For work the main process alone does (writing the run folder, reading the dev sets): its failure stops
+    every process at once with its message (:func:`share_outcome`).
+    """
+    result, error = None, None
+    if rank_and_world()[0] == 0:
+        try:
+            result = work()
+        except Exception as err:  # shared, then raised on every process
+            error = err
+    share_outcome(error, what)
+    return result
 
 
 def broadcast_from_main(obj: object) -> object:

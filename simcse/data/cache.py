@@ -66,19 +66,19 @@ def load_training_views(
     local_main = accelerator is None or accelerator.is_local_main_process
     source = source_name(cfg)
     if not several:
-        folder = _cache_folder(cfg, tokenizer)
+        folder = _cache_folder(cfg, tokenizer, source)
     else:  # the first process of each machine hashes the file (memoised); then the others read the memo
-        folder, error = _attempt(lambda: _cache_folder(cfg, tokenizer)) if local_main else (None, None)
+        folder, error = _attempt(lambda: _cache_folder(cfg, tokenizer, source)) if local_main else (None, None)
         share_outcome(error, f"reading {source}")
         if folder is None:
-            folder, error = _attempt(lambda: _cache_folder(cfg, tokenizer))
+            folder, error = _attempt(lambda: _cache_folder(cfg, tokenizer, source))
         share_outcome(error, f"reading {source}")
         _check_same_data(folder, source)
     # the main process builds; then the first process of a machine that does not see its cache builds one
     for builds in (main, local_main and not main):
         error = None
         if builds and not os.path.isfile(os.path.join(folder, META_FILE)):
-            _, error = _attempt(lambda: _build(cfg, tokenizer, folder))
+            _, error = _attempt(lambda: _build(cfg, tokenizer, folder, source))
         if several:
             share_outcome(error, f"tokenizing {source}")
         elif error is not None:
@@ -110,7 +110,7 @@ def _check_same_data(folder: str, source: str) -> None:
         )
 
 
-def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
+def _cache_folder(cfg: TrainConfig, tokenizer: Any, source: str) -> str:
     """The cache folder for this source, tokenizer and settings (its name is a hash of all of them).
 
     A file is keyed by its content (a hash of its bytes, memoised per path, size and modification
@@ -123,7 +123,6 @@ def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
     if cfg.dataset_name:
         origin: dict[str, Any] = {"hub": [cfg.dataset_name, cfg.dataset_config, cfg.dataset_split]}
     else:
-        source = source_name(cfg)
         if os.path.isdir(source):
             raise DataError(f"{source}: is a directory, expected a file")
         if not os.path.isfile(source):
@@ -136,7 +135,7 @@ def _cache_folder(cfg: TrainConfig, tokenizer: Any) -> str:
         "tokenizer": _tokenizer_id(tokenizer), "prompts": cfg.column_prompts, "include_prompt": cfg.include_prompt,
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    return os.path.join(root, f"{os.path.basename(source_name(cfg)) or 'data'}-{digest}")
+    return os.path.join(root, f"{os.path.basename(source) or 'data'}-{digest}")
 
 
 def file_fingerprint(path: str, memo_dir: str | None = None) -> str:
@@ -176,7 +175,7 @@ def _tokenizer_id(tokenizer: Any) -> str:
     return Hasher.hash(tokenizer)
 
 
-def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
+def _build(cfg: TrainConfig, tokenizer: Any, folder: str, source: str) -> None:
     """Read, validate, tokenize into a temporary folder beside ``folder``; rename it into place when complete."""
     from datasets import Dataset, Features, Sequence, Value
     from datasets.exceptions import DatasetGenerationError
@@ -188,7 +187,7 @@ def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
     try:
 
         def rows() -> Iterator[dict[str, str]]:
-            for row in source_rows(cfg, report):
+            for row in source_rows(cfg, source, report):
                 yield {f"text_{c}": text for c, text in enumerate(row)}
 
         try:
@@ -221,7 +220,7 @@ def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
         meta = {
             "keys": keys, "view_columns": cfg.view_columns,
             "pad_id": tokenizer.pad_token_id or 0, "report": report.counts(),
-            "first_bad": report.bad_lines[0] if report.bad_lines else None, "source": source_name(cfg),
+            "first_bad": report.bad_lines[0] if report.bad_lines else None, "source": source,
         }  # fmt: skip
         with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
@@ -230,7 +229,7 @@ def _build(cfg: TrainConfig, tokenizer: Any, folder: str) -> None:
         except OSError:
             if not os.path.isfile(os.path.join(folder, META_FILE)):
                 raise
-        logger.info("tokenized %s into %s", source_name(cfg), folder)
+        logger.info("tokenized %s into %s", source, folder)
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)

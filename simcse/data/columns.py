@@ -22,17 +22,18 @@ def source_name(cfg: TrainConfig) -> str:
     return cfg.dataset_name or data_path(cfg.train_file or "", cfg.data_dir)
 
 
-def source_rows(cfg: TrainConfig, report: ReadReport, streaming: bool = False) -> Iterator[tuple[str, ...]]:
-    """The config's validated rows (one text per column the mode reads), counted in ``report``."""
+def source_rows(
+    cfg: TrainConfig, source: str, report: ReadReport, streaming: bool = False
+) -> Iterator[tuple[str, ...]]:
+    """The config's validated rows (one text per column the mode reads), counted in ``report``.
+
+    ``source`` is :func:`source_name`'s: the hub dataset, or the training file's resolved path.
+    """
     columns = cfg.text_columns
     if cfg.dataset_name:
-        rows = iter_hub_rows(
-            cfg.dataset_name, cfg.dataset_config, cfg.dataset_split, columns, cfg.on_bad_line, report, streaming
-        )
+        rows = iter_hub_rows(source, cfg.dataset_config, cfg.dataset_split, columns, cfg.on_bad_line, report, streaming)
     else:
-        assert cfg.train_file is not None
-        path = data_path(cfg.train_file, cfg.data_dir)
-        rows = iter_rows(path, file_format(path, cfg.mode, cfg.data_format), columns, cfg.on_bad_line, report)
+        rows = iter_rows(source, file_format(source, cfg.mode, cfg.data_format), columns, cfg.on_bad_line, report)
     for i, row in enumerate(rows):
         if cfg.max_train_samples and i >= cfg.max_train_samples:
             return

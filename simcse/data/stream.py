@@ -66,7 +66,7 @@ class StreamData:
         cfg, names = self.cfg, [f"text_{c}" for c in range(len(self.columns))]
 
         def rows() -> Iterator[dict[str, str]]:
-            for row in source_rows(cfg, report, streaming=True):
+            for row in source_rows(cfg, source_name(cfg), report, streaming=True):
                 yield dict(zip(names, row))
 
         ds = IterableDataset.from_generator(rows, features=Features({n: Value("string") for n in names}))

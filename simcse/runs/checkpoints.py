@@ -11,6 +11,7 @@ are pruned only after the new one is in place, by a rename out of the way and th
 The best model (``<output_dir>/model``) is written before the checkpoint of its step, so after a
 crash it can be newer than the checkpoint resumed from: :func:`reconcile_best` then takes its
 recorded score as the best so far, so the bookkeeping always describes the folder on disk.
+:func:`start_run` makes the folder ready for a run, resumed or not.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import re
 import shutil
 from typing import Any
 
+from simcse.distributed import on_main
 from simcse.io import StrPath, atomic_write_text, fsync_tree
 from simcse.runs.folder import STATE_FILE, RunFolder, save_together
 from simcse.runs.state import TrainerState
@@ -135,3 +137,21 @@ def reconcile_best(output_dir: StrPath, state: TrainerState) -> None:
     elif best is None and state.best_step >= 0:
         logger.warning("%s is missing; the next evaluation will write it", model)
         state.best_metric, state.best_step = -math.inf, -1
+
+
+def start_run(accelerator: Any, output_dir: StrPath, config_yaml: str, state: TrainerState, resume: bool) -> None:
+    """Make the run folder ready for a run, on every process (each part ends in an agreement).
+
+    The main process repairs what a kill during a save left behind and writes the resolved config;
+    when resuming, the newest checkpoint that loads is restored into the prepared objects and ``state``
+    (:func:`load_latest`) and the best model's bookkeeping reconciled (:func:`reconcile_best`); then the
+    main process drops the ``metrics.jsonl`` lines written after ``state``'s step.
+    """
+    run = RunFolder(output_dir)
+    on_main(lambda: run.prepare(config_yaml), "preparing the run folder")
+    if resume:
+        restored = load_latest(accelerator, run.root)
+        if restored is not None:
+            state.update(restored)
+        reconcile_best(run.root, state)
+    on_main(lambda: run.truncate_metrics(state.step), "trimming metrics.jsonl")

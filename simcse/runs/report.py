@@ -1,9 +1,9 @@
 """What a finished run reports: its training curves, its model card, its best model's STS test scores.
 
-:func:`finish_run` draws ``training_curves.png`` from the run's ``metrics.jsonl`` (into the run folder,
-and beside the best model) and rewrites the card; :func:`score_run` loads the best model and scores it
-on the STS test suite, the one way ``--test-tasks``, ``--seeds`` and the experiment grids do it;
-:func:`add_test_results` keeps that result (``sts_test.json``) and puts it in the card.
+:func:`log_summary` logs the outcome; :func:`finish_run` draws ``training_curves.png`` from the run's
+``metrics.jsonl`` (into the run folder, and beside the best model) and rewrites the card. :func:`score_run`
+loads the best model and scores it on the STS test suite, the one way ``--test-tasks``, ``--seeds`` and the
+experiment grids do it; :func:`add_test_results` keeps that result (``sts_test.json``) and puts it in the card.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from simcse.io import StrPath, atomic_write_text
 from simcse.plots import plot_training_curves
 from simcse.runs.card import write_model_card
 from simcse.runs.folder import RunFolder, read_metrics
+from simcse.runs.state import TrainerState
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,18 @@ def finish_run(cfg: TrainConfig) -> dict[str, str]:
     except Exception as err:  # e.g. a broken matplotlib install must not fail a finished run
         logger.warning("could not write the training curves or model card: %s: %s", type(err).__name__, err)
     return written
+
+
+def log_summary(state: TrainerState, model: StrPath) -> None:
+    """Log the outcome, with a warning for anything skipped on the way (also in the returned state)."""
+    logger.info("best STS-B dev %.2f at step %d; model in %s", state.best_metric, state.best_step, model)
+    skipped = {k: v for k, v in state.data.items() if v}
+    if skipped or state.nonfinite_skipped:
+        logger.warning(
+            "skipped: %s; %d step(s) with a non-finite loss",
+            ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) or "no input lines",
+            state.nonfinite_skipped,
+        )
 
 
 def add_test_results(run_dir: StrPath, result: dict[str, Any]) -> str | None:

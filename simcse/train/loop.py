@@ -17,13 +17,13 @@ import signal
 from typing import Any
 
 from simcse.config import TrainConfig, to_yaml
-from simcse.distributed import share_outcome
+from simcse.distributed import on_main, share_outcome
 from simcse.evaluation.dev import DevEvaluator
 from simcse.runs.card import render_model_card
-from simcse.runs.checkpoints import load_latest, reconcile_best, save_checkpoint
+from simcse.runs.checkpoints import save_checkpoint, start_run
 from simcse.runs.folder import BEST_FILE, CARD_FILE, RunFolder, SaveError, save_together
 from simcse.runs.lock import hold_run_folder
-from simcse.runs.report import finish_run
+from simcse.runs.report import finish_run, log_summary
 from simcse.runs.state import TrainerState
 from simcse.train.launch import make_accelerator
 from simcse.train.prepare import Prepared, prepare
@@ -59,7 +59,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
 def _train(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool, stop_after: int | None) -> TrainerState:
     main = accelerator.is_main_process
     # the dev sets are read first: a missing one fails before the corpus is tokenized
-    evaluator = _on_main(accelerator, lambda: DevEvaluator(cfg.data_dir, cfg.eval_batch_size), "reading the dev sets")
+    evaluator = on_main(lambda: DevEvaluator(cfg.data_dir, cfg.eval_batch_size), "reading the dev sets")
     prep = prepare(cfg, accelerator)
     state = _start(accelerator, cfg, run, prep, resume)
     log_error: SaveError | None = None  # the main process's, shared with all at the next read
@@ -113,51 +113,24 @@ def _train(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool, sto
                 break
     if log_error is not None:
         raise log_error
-    _finish(accelerator, cfg, run, state)
+    for tracker in accelerator.trackers:  # not end_training(): it ends the process group, which --seeds reuses
+        tracker.finish()
+    if main:
+        log_summary(state, run.model)
+        finish_run(cfg)  # training_curves.png in the run and model folders, the model card
     return state
 
 
 def _start(accelerator: Any, cfg: TrainConfig, run: RunFolder, prep: Prepared, resume: bool) -> TrainerState:
-    """Write the run's config, restore the newest checkpoint when resuming: the state the loop starts from.
-
-    What the main process alone does (the run folder) ends in an agreement, so that its failure stops every
-    process at once with its message (:func:`simcse.distributed.share_outcome`).
-    """
+    """The state the loop starts from: the run folder made ready, the newest checkpoint restored when resuming."""
     state = TrainerState(mixed_precision=accelerator.mixed_precision)  # the launcher's when the recipe leaves it
     if prep.step.loss_scale is not None:
         state.fp16_overflow_skipped = 0
-    # after the data: a bad row leaves the folder as it was
-    _on_main(accelerator, lambda: run.prepare(to_yaml(cfg)), "preparing the run folder")
-    if resume and (restored := load_latest(accelerator, run.root)) is not None:
-        state.update(restored)
-    if resume:
-        reconcile_best(run.root, state)
+    start_run(accelerator, run.root, to_yaml(cfg), state, resume)  # after the data: a bad row leaves the folder be
     state.data = prep.data.report
-    _on_main(accelerator, lambda: run.truncate_metrics(state.step), "trimming metrics.jsonl")
     if cfg.log_with:
         accelerator.init_trackers("simcse", config={k: str(v) for k, v in vars(cfg).items()})
     return state
-
-
-def _finish(accelerator: Any, cfg: TrainConfig, run: RunFolder, state: TrainerState) -> None:
-    """The end of a run: trackers closed; on the main process, the summary logged, the curves and the card."""
-    for tracker in accelerator.trackers:  # not end_training(): it ends the process group, which --seeds reuses
-        tracker.finish()
-    if accelerator.is_main_process:
-        _summarise(state, run.model)
-        finish_run(cfg)  # training_curves.png in the run and model folders, the model card
-
-
-def _on_main(accelerator: Any, work: Any, what: str) -> Any:
-    """``work()`` on the main process; every process waits for it and raises if it failed (None elsewhere)."""
-    result, error = None, None
-    if accelerator.is_main_process:
-        try:
-            result = work()
-        except Exception as err:  # shared, then raised on every process
-            error = err
-    share_outcome(error, what)
-    return result
 
 
 def _record(outcome: StepOutcome, state: TrainerState, step: int, cfg: TrainConfig, lr: float) -> dict[str, Any]:
@@ -227,18 +200,6 @@ class _Stop:
     def _handler(self, signum: int, frame: Any) -> None:
         logger.warning("SIGTERM received: saving a checkpoint and stopping")
         self.requested = True
-
-
-def _summarise(state: TrainerState, model: str) -> None:
-    """Log the outcome, with a warning for anything skipped on the way (also in the returned state)."""
-    logger.info("best STS-B dev %.2f at step %d; model in %s", state.best_metric, state.best_step, model)
-    skipped = {k: v for k, v in state.data.items() if v}
-    if skipped or state.nonfinite_skipped:
-        logger.warning(
-            "skipped: %s; %d step(s) with a non-finite loss",
-            ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) or "no input lines",
-            state.nonfinite_skipped,
-        )
 
 
 def _evaluate(
