@@ -2,7 +2,7 @@
 folder :mod:`simcse.runs`.
 
 - :mod:`~simcse.train.loop`: :func:`train`, the loop, read top to bottom.
-- :mod:`~simcse.train.prepare`: :func:`prepare`, what the loop runs on (shared with the benchmarks).
+- :mod:`~simcse.train.prepared`: :func:`prepare`, what the loop runs on (shared with the benchmarks).
 - :mod:`~simcse.train.launch`: the run's Accelerate state (processes, precision, timeouts, refused engines).
 - :mod:`~simcse.train.model` / :mod:`~simcse.train.llm`: the training model (encoder + head + objective
   modules, MLM, length groups); decoder backbones and LoRA.
@@ -13,6 +13,6 @@ folder :mod:`simcse.runs`.
 
 from simcse.config import TrainConfig, load_config
 from simcse.train.loop import train
-from simcse.train.prepare import prepare
+from simcse.train.prepared import prepare
 
 __all__ = ["TrainConfig", "load_config", "prepare", "train"]

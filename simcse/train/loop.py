@@ -1,7 +1,7 @@
 """The training loop (Accelerate): read it top to bottom.
 
 :func:`train` holds the run folder (:mod:`simcse.runs.lock`) and builds what the loop runs on
-(:func:`simcse.train.prepare.prepare`: model, data, optimizer, schedule, objective, step). Each step runs
+(:func:`simcse.train.prepared.prepare`: model, data, optimizer, schedule, objective, step). Each step runs
 :class:`simcse.train.step.TrainStep` (forward over the views, the objective's loss, one agreement across
 processes, the update), steps the schedule, records the step, evaluates on STS-B dev (saving the best
 model) and checkpoints. Every file of the run folder goes through :mod:`simcse.runs`.
@@ -26,7 +26,7 @@ from simcse.runs.lock import hold_run_folder
 from simcse.runs.report import finish_run, log_summary
 from simcse.runs.state import TrainerState
 from simcse.train.launch import make_accelerator
-from simcse.train.prepare import Prepared, prepare
+from simcse.train.prepared import Prepared, prepare
 from simcse.train.step import StepOutcome
 
 logger = logging.getLogger(__name__)

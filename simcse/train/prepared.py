@@ -1,4 +1,4 @@
-"""What the training loop runs on, built in one place: :func:`prepare`, shared with the benchmarks.
+"""What the training loop runs on (:class:`Prepared`), built in one place: :func:`prepare`, shared with the benchmarks.
 
 ``prepare(cfg, accelerator)`` seeds, builds the model (:mod:`simcse.train.model`), opens the training data
 (map-style Arrow data, or a stream with ``streaming: true``: :mod:`simcse.data`), builds AdamW and the
