@@ -110,7 +110,7 @@ def test_gpu_example_scripts_run_their_recipe(script, tiny_model_dir, shared_dat
         "--max_steps", "2", "--eval_steps", "2", "--eval_batch_size", "256",
     ]  # fmt: skip
     proc = subprocess.run(
-        ["bash", os.path.join(REPO, "scripts", script), *overrides], capture_output=True, text=True, cwd=REPO,
+        ["bash", os.path.join(REPO, "scripts", "demos", script), *overrides], capture_output=True, text=True, cwd=REPO,
         env=env, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""The GPU check's tests, run on CUDA by ``scripts/gpu_check.sh run`` and on the CPU everywhere (a rehearsal).
+"""The GPU check's tests, run on CUDA by ``scripts/gpu/gpu_check.sh run`` and on the CPU everywhere (a rehearsal).
 
 Every test takes the device as a parameter: ``cuda`` (skipped without a GPU) and ``cpu``, so a mistake in a
 test reaches CI before it can cost a GPU lease.

@@ -1,6 +1,6 @@
 """The prepared GPU check, as far as a CPU machine can run it: the pack, the summary format, the CUDA tests.
 
-On the GPU machine ``bash scripts/gpu_check.sh run`` runs ``tests/test_gpu.py`` and the benchmarks; here
+On the GPU machine ``bash scripts/gpu/gpu_check.sh run`` runs ``tests/test_gpu.py`` and the benchmarks; here
 the pack is built from ../shared (small options), the CHECK lines and junit parsing are exercised, and
 the CUDA tests are collected and skipped (no test of theirs may be missing or broken at import).
 """
@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(REPO, "scripts", "gpu_check.py"))
+    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(REPO, "scripts", "gpu", "gpu_check.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -27,8 +27,9 @@ def gpu_check():
 
 def test_pack_holds_what_the_run_reads_and_fits_the_carry_limit(shared_data, tmp_path):
     pack = tmp_path / "pack"
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "gpu_check.py"), "pack", "--pack", str(pack), "--shared",
-           os.path.dirname(shared_data), "--corpus-lines", "50", "--no-reference", "--no-wheels"]  # fmt: skip
+    script = os.path.join(REPO, "scripts", "gpu", "gpu_check.py")
+    cmd = [sys.executable, script, "pack", "--pack", str(pack), "--shared", os.path.dirname(shared_data),
+           "--corpus-lines", "50", "--no-reference", "--no-wheels"]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
     manifest = json.loads((pack / "manifest.json").read_text())
     assert manifest["corpus_lines"] == 50 and manifest["size_mb"] <= gpu_check().MAX_PACK_MB
@@ -67,7 +68,7 @@ def test_the_cuda_tests_are_collected_and_skip_without_a_gpu():
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py", "-k", "cuda", "-rs"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if torch.cuda.is_available():
-        pytest.skip("a GPU is here: tests/test_gpu.py runs for real (scripts/gpu_check.sh)")
+        pytest.skip("a GPU is here: tests/test_gpu.py runs for real (scripts/gpu/gpu_check.sh)")
     assert proc.returncode == 0, proc.stdout[-2000:]
     import re
 
@@ -82,7 +83,7 @@ def test_the_run_half_reports_a_missing_gpu_as_a_failure(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is here")
-    script = os.path.join(REPO, "scripts", "gpu_check.py")
+    script = os.path.join(REPO, "scripts", "gpu", "gpu_check.py")
     proc = subprocess.run([sys.executable, script, "run", "--out", str(tmp_path)], capture_output=True, text=True,
                           cwd=REPO)  # fmt: skip
     assert proc.returncode == 1 and proc.stdout.startswith("CHECK cuda FAIL none")
@@ -92,7 +93,7 @@ def test_the_run_half_reports_a_missing_gpu_as_a_failure(tmp_path):
 def test_the_run_half_goes_through_every_part_in_smoke_mode_on_the_cpu(shared_data, tmp_path):
     """Every part the GPU run calls (tests, findings runs, both benchmarks) runs and reports a value: on a CPU
     the values cannot meet GPU targets, so this checks the plumbing, not the numbers."""
-    script = os.path.join(REPO, "scripts", "gpu_check.py")
+    script = os.path.join(REPO, "scripts", "gpu", "gpu_check.py")
     pack, out = tmp_path / "pack", tmp_path / "out"
     packing = [sys.executable, script, "pack", "--pack", str(pack), "--shared", os.path.dirname(shared_data),
                "--corpus-lines", "200", "--no-reference", "--no-wheels"]  # fmt: skip

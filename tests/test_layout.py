@@ -57,8 +57,8 @@ def test_imports_go_one_way(low: str, high: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "script", ["compare_objectives.py", "reproduce_findings.py", "findings_report.py", "bench_eval.py",
-               "bench_quality_cpu.py"],
+    "script", ["findings/compare_objectives.py", "findings/reproduce_findings.py", "findings/findings_report.py",
+               "bench/bench_eval.py", "bench/bench_quality_cpu.py"],
 )  # fmt: skip
 def test_scripts_use_the_library_not_copies(script: str) -> None:
     tree = ast.parse(_read(os.path.join(REPO, "scripts", script)))
@@ -101,7 +101,7 @@ def test_align_uniform_plot_is_a_png(tmp_path) -> None:
 
 
 def test_the_benchmark_times_the_loops_own_step(monkeypatch, tiny_model_dir, small_dev_data, tmp_path) -> None:
-    """``scripts/bench_train.py`` and ``train()`` both run :class:`simcse.train.step.TrainStep` (no copy)."""
+    """``scripts/bench/bench_train.py`` and ``train()`` both run :class:`simcse.train.step.TrainStep` (no copy)."""
     import argparse
     import importlib.util
 
@@ -111,7 +111,8 @@ def test_the_benchmark_times_the_loops_own_step(monkeypatch, tiny_model_dir, sma
     calls: list[int] = []
     real = TrainStep.__call__
     monkeypatch.setattr(TrainStep, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
-    spec = importlib.util.spec_from_file_location("bench_train", os.path.join(REPO, "scripts", "bench_train.py"))
+    path = os.path.join(REPO, "scripts", "bench", "bench_train.py")
+    spec = importlib.util.spec_from_file_location("bench_train", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     corpus = tmp_path / "corpus.txt"

@@ -34,7 +34,7 @@ by `simcse encode CORPUS --output corpus.npy` with the same model, so the corpus
 --precision int8 or binary searches quantized corpus vectors (4x / 32x smaller: per-dimension int8
 buckets, or sign bits compared by Hamming distance); --rescore-multiplier M then re-ranks the top
 M * K candidates by exact cosine of the float vectors. --truncate-dim N keeps the first N dimensions
-of every vector (Matryoshka-style). scripts/bench_search.py measures the recall@10 of each against
+of every vector (Matryoshka-style). scripts/bench/bench_search.py measures the recall@10 of each against
 exact float search."""
 
 EPILOG = """examples:

@@ -192,7 +192,7 @@ class Encoder(nn.Module):
             use_head: Apply the head (if any) after pooling.
             precision: ``bf16`` runs the model under bfloat16 autocast: faster where the hardware has
                 bf16 kernels (recent GPUs; CPUs with AVX512-BF16 or AMX), slightly different vectors
-                (see ``scripts/bench_encode.py``). The result is float32 either way.
+                (see ``scripts/bench/bench_encode.py``). The result is float32 either way.
             truncate_dim: Keep the first N dimensions (Matryoshka-style), re-normalised if ``normalize``
                 (see :func:`simcse.quantize.truncate_embeddings`).
             prompt: Text put before every sentence (an instruction); its tokens are pooled unless

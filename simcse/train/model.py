@@ -33,7 +33,7 @@ def length_group_rows(cfg: TrainConfig, device: torch.device) -> int:
 
     Left to the device (``None``), grouping is on for CPUs, where compute grows with every padded
     token (measured speed-up: README, Performance), and off for GPUs, where one large kernel launch is
-    expected to beat several small ones (``scripts/gpu_check.sh`` measures both there).
+    expected to beat several small ones (``scripts/gpu/gpu_check.sh`` measures both there).
     """
     if cfg.length_group_rows is not None:
         return cfg.length_group_rows

@@ -1,6 +1,6 @@
 """One training step, the one home of: views -> embeddings -> the objective's loss (+ MLM) -> update.
 
-:class:`TrainStep` is what the loop calls once per step and what ``scripts/bench_train.py`` times: one
+:class:`TrainStep` is what the loop calls once per step and what ``scripts/bench/bench_train.py`` times: one
 forward over every view of the batch (dropout makes the views differ), the objective's loss through
 its registry entry (the gradient cache calls the same loss), one agreement across processes, then
 the update or, when any process's loss is not finite, no update on any process.

@@ -25,7 +25,7 @@ Usage (shorter: ``--tasks STSBenchmark --sizes '' --batch-sizes ''``; timing onl
 on a busy machine, ``--threads 1``
 spares OpenMP threads from waiting for each other)::
 
-    python scripts/bench_encode.py --data-dir ../shared/data
+    python scripts/bench/bench_encode.py --data-dir ../shared/data
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
    write Parquet) against ``Encoder.encode`` on the same rows already in memory (the peer: no reading, no
    writing). The ratio is the median of per-round ratios; rows/s are extrapolated to larger corpora.
 
-    python scripts/bench_corpus.py --rss-sizes 1000000 5000000 --rows 8000 --rounds 3
+    python scripts/bench/bench_corpus.py --rss-sizes 1000000 5000000 --rows 8000 --rounds 3
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from bench_data import make_corpus, minilm  # noqa: E402  (the corpus and model helpers of the data benchmark)

@@ -1,6 +1,6 @@
 """The tables of reports/findings.md (which runs each compares) and the verdict on each of the paper's findings.
 
-Used by ``scripts/reproduce_findings.py`` (the grid) through ``scripts/findings_report.py`` (the report).
+Used by ``scripts/findings/reproduce_findings.py`` (the grid) through ``findings_report.py`` (the report).
 """
 
 from __future__ import annotations

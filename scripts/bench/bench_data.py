@@ -11,9 +11,10 @@ each measured in a fresh process:
 Time is the data side only (the model's loading is the same for every path); peak RSS is the process's
 ``ru_maxrss``, which counts the memory-mapped Arrow pages it touched; ``anon`` is its private memory
 after the first batch. Then steady-state steps/s of all-MiniLM-L6-v2 training steps (the loop's own
-:class:`simcse.train.step.TrainStep`) fed by the loader (0 and 2 workers) against pre-collated batches.
+:func:`simcse.train.prepare` and :class:`simcse.train.step.TrainStep`) fed by the loader (0 and 2 workers)
+against pre-collated batches.
 
-    python scripts/bench_data.py --sizes 200000 1000000 5000000 --old-up-to 1000000
+    python scripts/bench/bench_data.py --sizes 200000 1000000 5000000 --old-up-to 1000000
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 def minilm() -> str:
@@ -115,37 +116,29 @@ def worker_old(corpus: str) -> dict:
 
 
 def worker_steps(corpus: str, cache: str, steps: int) -> dict:
-    """Steps/s of the loop's TrainStep fed pre-collated batches vs the loader with 0 and 2 workers."""
+    """Steps/s of the loop's TrainStep (on :func:`simcse.train.prepare`'s objects) fed pre-collated batches vs
+    the loader with 0 and 2 workers."""
     import torch
     from accelerate import Accelerator
 
-    from simcse.data.cache import load_training_views
-    from simcse.data.loader import MapData
-    from simcse.train.model import build_model
-    from simcse.train.objective_step import ObjectiveStep
-    from simcse.train.step import TrainStep, build_optimizer
+    from simcse.train import prepare
 
     results = {}
     for name, workers in (("precollated", 0), ("loader_0_workers", 0), ("loader_2_workers", 2)):
-        cfg = config(corpus, cache)
-        cfg = dataclasses.replace(cfg, dataloader_workers=workers)
-        accelerator = Accelerator(cpu=True)
-        model = build_model(cfg)
-        data = MapData(load_training_views(cfg, model.encoder.tokenizer, verbose=False), cfg, 0, 1)
-        optimizer = build_optimizer(model, cfg)
-        model, optimizer = accelerator.prepare(model, optimizer)
-        train_step = TrainStep(accelerator, model, optimizer, cfg, ObjectiveStep(cfg, 384))
-        model.train()
+        cfg = dataclasses.replace(config(corpus, cache), dataloader_workers=workers)
+        prep = prepare(cfg, Accelerator(cpu=True))  # the loop's own model, data, optimizer and step
+        data = prep.data
+        prep.model.train()
         warm = 2
         if name == "precollated":
             batches = iter([data.views.collate(data.schedule.rows(s, 0)) for s in range(steps + warm)])
         else:
             batches = data.batches(0, steps + warm, torch.device("cpu"))
         for _ in range(warm):
-            train_step(next(batches))
+            prep.step(next(batches))
         start = time.perf_counter()
         for _ in range(steps):
-            train_step(next(batches))
+            prep.step(next(batches))
         results[name] = steps / (time.perf_counter() - start)
     return results
 

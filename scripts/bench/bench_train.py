@@ -23,7 +23,7 @@ first allocates AdamW's state, so the measured step is a steady-state one.
 Usage (shorter: ``--rounds 3 --memory-batches 64,512``; on a busy machine, ``--threads 1`` spares
 OpenMP threads from waiting for each other)::
 
-    python scripts/bench_train.py --data-dir ../shared/data
+    python scripts/bench/bench_train.py --data-dir ../shared/data
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def sync(device: str) -> None:
 def simcse_step(
     args: argparse.Namespace, batch_size: int, chunk: int, n_batches: int, bf16: bool = False, **overrides: Any
 ) -> tuple[Callable[[Sequence[int]], None], Callable[[int], Sequence[int]]]:
-    """The training loop's step (:class:`simcse.train.step.TrainStep`, as ``simcse.train.train`` runs it).
+    """The training loop's step, on what ``simcse.train.train`` runs: :func:`simcse.train.prepare`'s model, data,
+    AdamW, linear schedule and :class:`simcse.train.step.TrainStep`, read at the loop's cadence.
 
     ``overrides`` are config keys (e.g. ``length_group_rows=0``); ``bf16`` runs the step under
     bfloat16 autocast, as ``mixed_precision: bf16`` does (fp32 weights and optimizer).
@@ -69,14 +70,10 @@ def simcse_step(
     indices (among the first ``batch_size * n_batches`` corpus lines, in the loop's seeded shuffle).
     """
     from accelerate import Accelerator
-    from transformers import get_linear_schedule_with_warmup
 
     from simcse.config import TrainConfig
-    from simcse.data.cache import load_training_views
-    from simcse.data.sampler import BatchSchedule
-    from simcse.train.model import build_model
-    from simcse.train.objective_step import ObjectiveStep
-    from simcse.train.step import TrainStep, build_optimizer, to_device
+    from simcse.train import prepare
+    from simcse.train.step import to_device
 
     # pooler avg without a head: all-MiniLM-L6-v2's own mean pooling, as sentence-transformers runs it
     cfg = TrainConfig(
@@ -85,29 +82,20 @@ def simcse_step(
         grad_cache_chunk_size=chunk, **overrides,
     )  # fmt: skip
     accelerator = Accelerator(cpu=args.device == "cpu")
-    model = build_model(cfg)
-    views = load_training_views(cfg, model.encoder.tokenizer, verbose=False)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, n_batches)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    schedule = BatchSchedule(len(views), batch_size, 1, cfg.seed)
-    # the loop's own step function (simcse.train.step.TrainStep), not a copy of it
-    objective = ObjectiveStep(cfg, accelerator.unwrap_model(model).encoder.dim)
-    train_step = TrainStep(accelerator, model, optimizer, cfg, objective)
-    model.train()
-
-    every = cfg.logging_steps or (1 if accelerator.device.type == "cpu" else 10)  # the loop's default cadence
+    prep = prepare(cfg, accelerator)  # the loop's own objects, not copies of them
+    views, schedule = prep.data.views, prep.data.schedule  # type: ignore[union-attr]
+    prep.model.train()
     done = [0]
 
     def step(rows: Sequence[int]) -> None:
-        # the body of train()'s loop, less logging and evaluation: the outcome is read every `every` steps
+        # the body of train()'s loop, less logging and evaluation: the outcome is read every `read_every` steps
         done[0] += 1
         batch = to_device(views.collate(rows), accelerator.device)
         with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=bf16):
-            outcome = train_step(batch, read=done[0] % every == 0)
+            outcome = prep.step(batch, read=done[0] % prep.read_every == 0)
         if outcome is not None and not outcome.finite:
             raise FloatingPointError("non-finite loss")
-        scheduler.step()
+        prep.scheduler.step()
 
     return step, lambda i: schedule.rows(i, 0)
 

@@ -1,7 +1,7 @@
 """The GPU check: ``pack`` on the CPU machine (beside ../shared), ``run`` on the GPU machine.
 
-Usage: ``bash scripts/gpu_check.sh pack`` then, on the GPU machine with ``.gpu_pack`` carried,
-``bash scripts/gpu_check.sh run``. Every check prints ``CHECK name PASS|FAIL value``:
+Usage: ``bash scripts/gpu/gpu_check.sh pack`` then, on the GPU machine with ``.gpu_pack`` carried,
+``bash scripts/gpu/gpu_check.sh run``. Every check prints ``CHECK name PASS|FAIL value``:
 
 - ``cuda``: a CUDA device is there (its name, torch's version).
 - ``test:<name>``: each test of ``tests/test_gpu.py`` (gradient cache = plain step with dropout on CUDA,
@@ -15,8 +15,8 @@ What comes back is small (the device returns at most 8 files, 64 MiB): ``gpu_che
 ``summary.json`` (every value, the versions), ``gpu_tests.xml``, the two benchmarks' JSON and ``logs.txt``
 (the tail of each log). Run folders, checkpoints and the random MiniLM stay in ``--work`` on that machine.
 - ``train_step_vs_st_bf16`` (>= 1.3), ``train_step_vs_bare_bf16`` (>= 0.95), ``train_length_groups``
-  (information: > 1 means length groups pay on this GPU): ``scripts/bench_train.py --device cuda --bf16``.
-- ``encode_vs_st_bf16`` (>= 1.5): ``scripts/bench_encode.py --device cuda`` (both in bf16).
+  (information: > 1 means length groups pay on this GPU): ``scripts/bench/bench_train.py --device cuda --bf16``.
+- ``encode_vs_st_bf16`` (>= 1.5): ``scripts/bench/bench_encode.py --device cuda`` (both in bf16).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORPUS = os.path.join("corpus", "wiki_sentences.txt")
 FINDINGS = dict(pooler="cls", mode="unsup", max_seq_len=32, batch_size=64, learning_rate=3e-4, seed=42, max_steps=100)
 REFERENCE_SEEDS = (42, 1, 2)  # the CPU band's seeds; the GPU runs use the first
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     common = ["--device", device, "--model", model, "--data-dir", data]
     small = ["--rounds", "1", "--steps", "1", "--warmup", "0", "--batch-size", "8"] if args.smoke else ["--rounds", "5"]
     train_json = os.path.join(args.out, "bench_train.json")
-    _run([sys.executable, "scripts/bench_train.py", *common, "--bf16", *small, "--memory-batches", "",
+    _run([sys.executable, "scripts/bench/bench_train.py", *common, "--bf16", *small, "--memory-batches", "",
           "--json", train_json], args.bench_timeout, os.path.join(work, "bench_train.log"))  # fmt: skip
     for name, key, target in (("train_step_vs_st_bf16", "simcse-bf16/st-bf16", 1.3),
                               ("train_step_vs_bare_bf16", "simcse-bf16/bare-bf16", 0.95),
@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         summary.add(name, value is not None and value >= target, f"{value} (target >= {target})")
     encode_json = os.path.join(args.out, "bench_encode.json")
     small = ["--rounds", "1", "--sample", "200", "--no-onnx"] if args.smoke else ["--rounds", "4"]
-    _run([sys.executable, "scripts/bench_encode.py", *common, *small, "--batch-sizes", "", "--sizes", "",
+    _run([sys.executable, "scripts/bench/bench_encode.py", *common, *small, "--batch-sizes", "", "--sizes", "",
           "--json", encode_json], args.bench_timeout, os.path.join(work, "bench_encode.log"))  # fmt: skip
     value = _ratio(encode_json, "simcse-bf16/st-bf16")
     summary.add("encode_vs_st_bf16", value is not None and value >= 1.5, f"{value} (target >= 1.5)")

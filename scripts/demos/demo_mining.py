@@ -11,8 +11,8 @@
 
 Usage (the small version: about 10 minutes on 2 CPU cores; the full one takes hours on a CPU)::
 
-    python scripts/demo_mining.py --data-dir ../shared/data --pairs 2000 --corpus 5000 --max-steps 30
-    python scripts/demo_mining.py --data-dir ../shared/data --pairs 9338 --corpus 20000 --max-steps 146 --test
+    python scripts/demos/demo_mining.py --data-dir ../shared/data --pairs 2000 --corpus 5000 --max-steps 30
+    python scripts/demos/demo_mining.py --data-dir ../shared/data --pairs 9338 --corpus 20000 --max-steps 146 --test
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ from simcse.mining import MiningOptions, mine_hard_negatives, write_triplets
 from simcse.runs.report import score_run
 from simcse.train import train
 
-CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training/configs/demo_sup_minilm.yaml"
-)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(REPO, "training", "configs", "demo_sup_minilm.yaml")
 
 
 def stsb_dev(encoder: Encoder, data_dir: str) -> float:

@@ -5,7 +5,7 @@ Runs (1) supervised SimCSE with the shared NLI triplets (1 epoch, batch 64, `cls
 prints the full STS table (SentEval protocol, test splits) of the starting model and of each run's
 best checkpoint (selected on STS-B dev).
 
-    python scripts/bench_quality_cpu.py --data-dir ../shared/data [--unsup-steps 500] [--out runs/bench_quality]
+    python scripts/bench/bench_quality_cpu.py --data-dir ../shared/data [--unsup-steps 500] [--out runs/bench_quality]
 """
 
 from __future__ import annotations

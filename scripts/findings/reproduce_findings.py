@@ -13,10 +13,10 @@ report is kept.
 
 Example (the CPU grid of reports/findings.md; ``--lr`` skips the learning-rate sweep)::
 
-    HF_HUB_OFFLINE=1 python scripts/reproduce_findings.py --workers 2 --threads 1
+    HF_HUB_OFFLINE=1 python scripts/findings/reproduce_findings.py --workers 2 --threads 1
 
     # the same grid on bert-base-uncased with a GPU
-    python scripts/reproduce_findings.py --model bert-base-uncased --steps 2000 --lr 3e-5 \
+    python scripts/findings/reproduce_findings.py --model bert-base-uncased --steps 2000 --lr 3e-5 \
         --out runs/findings-bert-base --report reports/findings-bert-base.md
 """
 
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.makedirs(args.out, exist_ok=True)
-    command = "python scripts/reproduce_findings.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python scripts/findings/reproduce_findings.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     t0 = time.time()
     if args.report_only:
         # describe the grid as the last real invocation ran it (its options, its command line)

@@ -1,6 +1,6 @@
 """Build a tiny random Llama (2 layers) with a word-level tokenizer over a corpus, for the CPU demo recipe.
 
-    python scripts/build_tiny_decoder.py runs/tiny-llama --corpus data/corpus/wiki_sentences.txt
+    python scripts/demos/build_tiny_decoder.py runs/tiny-llama --corpus data/corpus/wiki_sentences.txt
 
 Nothing is downloaded. The tokenizer prepends <s> and appends </s> (so last_token pooling reads EOS).
 """

@@ -5,7 +5,7 @@ batches). Theirs, as a sentence-transformers user runs it: ``SentenceTransformer
 ``EmbeddingSimilarityEvaluator`` per STS12-16 subset and per STS-B / SICK-R task, default batch size.
 Both score the same pairs; the script checks that the scores agree and prints the time ratio.
 
-    HF_HUB_OFFLINE=1 python scripts/bench_eval.py --data-dir ../shared/data [--model PATH] [--output bench.json]
+    HF_HUB_OFFLINE=1 python scripts/bench/bench_eval.py --data-dir ../shared/data [--model PATH] [--output bench.json]
 """
 
 from __future__ import annotations

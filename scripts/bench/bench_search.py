@@ -17,8 +17,8 @@ corpus vector takes:
 Usage (defaults: all-MiniLM-L6-v2 shipped in a pip package, 1,000 queries, 10,000 corpus sentences;
 about a minute on 2 CPU cores, most of it encoding)::
 
-    python scripts/bench_search.py --data-dir ../shared/data
-    python scripts/bench_search.py --data-dir ../shared/data --queries 2000 --corpus 24579  # the whole set
+    python scripts/bench/bench_search.py --data-dir ../shared/data
+    python scripts/bench/bench_search.py --data-dir ../shared/data --queries 2000 --corpus 24579  # the whole set
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ temperature and number of steps; each is scored on STS-B dev at its last step (n
 and on the 7 STS test sets (SentEval protocol). Results are cached per objective as JSON, so an
 interrupted grid resumes where it stopped (a run killed mid-way resumes from its last checkpoint).
 
-    python scripts/compare_objectives.py --data-dir ../shared/data \\
+    python scripts/findings/compare_objectives.py --data-dir ../shared/data \\
         [--model ../shared/models/bert-mini-mlm-wiki] [--steps 100] [--batch-size 64] [--only moco,byol]
 
 Writes ``<out>/<run>.json``, the table (between markers) in ``reports/objectives.md`` and the
@@ -31,7 +31,7 @@ from simcse.objectives import OBJECTIVES
 from simcse.plots import plot_align_uniform
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 MODEL = os.path.join(REPO, "..", "shared", "models", "bert-mini-mlm-wiki")
 CORPUS, NLI = "corpus/wiki_sentences.txt", "nli/nli_for_simcse.csv"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
