@@ -1,66 +1,21 @@
-"""Shared fixtures: a tiny randomly initialised BERT with a locally built WordPiece vocabulary."""
+"""Shared fixtures: a tiny random BERT (``tests/helpers/models.py``), the shared data, all-MiniLM-L6-v2."""
 
 from __future__ import annotations
 
 import os
-import string
 import tempfile
 
 import pytest
+
+from tests.helpers.grads import data  # noqa: F401 (a fixture: the grad-cache, precision and GPU tests' data files)
+from tests.helpers.models import build_tiny_bert_dir
+from tests.helpers.objectives import data_files  # noqa: F401 (a fixture: every objective's data files)
+from tests.helpers.paths import SHARED_DATA
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the tests' tokenized training caches go to a folder of this run (subprocesses inherit it), not the user's cache
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="simcse-tests-datasets-"))
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
-
-_WORDS = """
-the a an of and to in is was for on that with as by at from it his her he she they are be this which
-or not have has had but were one all their there been when who would more after also can other into
-its first new some time than only two three man woman men women people child children dog cat boy
-girl playing plays play guitar piano ball running runs run walking walks walk sitting sits sit
-standing stands eating eats eat riding rides ride car bike horse water street park house table chair
-food bread red blue green black white small large big little old young good bad same different
-similar very is are was were will said says news today year years day days government police world
-city country
-""".split()
-
-
-def build_tokenizer(folder: str):
-    """A BertTokenizerFast over special tokens, characters, ##characters and a few hundred words."""
-    from transformers import BertTokenizerFast
-
-    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *[f"##{c}" for c in chars]]
-    vocab += [w for w in dict.fromkeys(_WORDS) if w not in vocab]
-    os.makedirs(folder, exist_ok=True)
-    # transformers 5 takes the vocabulary as a dict (its `vocab_file` keyword is silently ignored)
-    tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True, model_max_length=128)
-    assert len(tok) == len(vocab), "tokenizer did not take the vocabulary"
-    return tok
-
-
-def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True) -> str:
-    """Save a tiny random BertModel (2 layers, hidden 32) plus tokenizer into ``folder``."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    tok = build_tokenizer(folder)
-    config = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(seed)
-    model = BertModel(config, add_pooling_layer=with_pooler)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers.paths import REPO
+
 SCANNED = ("README.md", "simcse", "scripts", "training", "eval")
 # the README's one sentence that names the other package on purpose, to warn about it
 WARNING = "` gives a different tool"

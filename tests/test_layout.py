@@ -14,8 +14,7 @@ from simcse.config import load_config
 from simcse.evaluation import evaluate_sts, score_suite
 from simcse.experiments import RESULT_FILE, run_experiment
 from simcse.plots import plot_align_uniform
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers.paths import REPO
 
 
 def _read(path: str) -> str:

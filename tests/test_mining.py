@@ -8,10 +8,10 @@ import os
 
 import numpy as np
 import pytest
-from test_training import cfg_for, write_corpus
 
 from simcse.cli import main
 from simcse.mining import MiningOptions, MiningStats, mine_hard_negatives, select_negatives
+from tests.helpers.data import cfg_for, write_corpus
 
 # one anchor, candidates 0..5 best first; candidate 1 is the anchor's positive (excluded); positive score 0.8
 IDS = np.array([[0, 1, 2, 3, 4, 5]])

@@ -13,9 +13,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from simcse.install_check import DISTRIBUTION, reference_conflict
+from tests.helpers.paths import REPO
 
 
 def _fake_dist(tmp_path: Path, name: str, version: str, files: list[str]) -> importlib.metadata.Distribution:

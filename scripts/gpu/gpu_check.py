@@ -4,7 +4,7 @@ Usage: ``bash scripts/gpu/gpu_check.sh pack`` then, on the GPU machine with ``.g
 ``bash scripts/gpu/gpu_check.sh run``. Every check prints ``CHECK name PASS|FAIL value``:
 
 - ``cuda``: a CUDA device is there (its name, torch's version).
-- ``test:<name>``: each test of ``tests/test_gpu.py`` (gradient cache = plain step with dropout on CUDA,
+- ``test:<name>``: each test of ``tests/gpu/test_gpu.py`` (gradient cache = plain step with dropout on CUDA,
   and its negative control without RNG replay; every objective under bf16 autocast; host syncs per step).
 - ``findings_bf16`` / ``findings_fp16``: the CPU findings run (bert-mini, unsupervised SimCSE, 100 steps
   of 64, lr 3e-4) in that precision lands in the band of the same run on the CPU over several seeds
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     device = "cuda" if cuda else "cpu"  # --smoke without a GPU: every step once, tiny, on the CPU
     junit = os.path.join(args.out, "gpu_tests.xml")
     # the CUDA tests (their CPU twins ran in CI already)
-    _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py", "-k", device,
+    _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/gpu/test_gpu.py", "-k", device,
           f"--junitxml={junit}"], args.test_timeout, os.path.join(work, "gpu_tests.log"))  # fmt: skip
     if os.path.isfile(junit):
         junit_checks(junit, summary)

@@ -1,7 +1,7 @@
 """ONE registry of objectives by name: the loss, how a training step feeds it, and everything it needs.
 
 Adding an objective: write its loss and its step function (``StepInputs -> loss``) in its own file,
-then add one :class:`ObjectiveSpec` to :data:`OBJECTIVES` (see ``tests/test_objective_registry.py``).
+then add one :class:`ObjectiveSpec` to :data:`OBJECTIVES` (see ``tests/objectives/test_objective_registry.py``).
 The trainer and the config read everything else from the spec: the views it takes, the config fields
 it reads, its modules and state.
 """

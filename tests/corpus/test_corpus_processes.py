@@ -1,0 +1,172 @@
+"""Corpus encode across processes, end to end: SIGKILL then ``--resume``, ``torchrun`` with 2 processes, Ray.
+
+Every run is the command users run (``python -m simcse.cli encode``, ``torchrun ... -m simcse.cli encode``,
+``encode_with_ray``); the reference is an uninterrupted single-process run of the same command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.helpers.corpus import BATCH_TOL, make_texts, read_folder
+from tests.helpers.paths import HELPERS, REPO
+
+CHILD = os.path.join(HELPERS, "encode_child.py")
+ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = {**os.environ, **ENV, **extra}
+    out["PYTHONPATH"] = os.pathsep.join([REPO, out.get("PYTHONPATH", "")])
+    return out
+
+
+def encode_args(model: str, inputs: list[str], out: str, *extra: str) -> list[str]:
+    return ["encode", "--model", model, "--pooler", "avg", "--no-progress", "--batch-size", "8", *inputs,
+            "-o", out, *extra]  # fmt: skip
+
+
+def run(args: list[str], launcher: list[str] | None = None, **kw) -> subprocess.CompletedProcess[str]:
+    cmd = [*(launcher or [sys.executable]), CHILD, *args]
+    return subprocess.run(cmd, env=env(), capture_output=True, text=True, cwd=REPO, timeout=600, check=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    texts = make_texts(600, seed=1)
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, corpus, tmp_path_factory) -> str:
+    """The uninterrupted single-process run."""
+    out = str(tmp_path_factory.mktemp("reference") / "out")
+    proc = run(encode_args(tiny_model_dir, [corpus], out, "--id-column", "id", "--shard-size", "50"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def assert_same_output(out: str, ref: str, exact: bool = True) -> None:
+    ids, vectors = read_folder(out)
+    ref_ids, ref_vectors = read_folder(ref)
+    assert ids == ref_ids
+    if exact:
+        np.testing.assert_array_equal(vectors, ref_vectors)
+    else:
+        np.testing.assert_allclose(vectors, ref_vectors, atol=BATCH_TOL, rtol=0)
+    assert sorted(os.listdir(out)) == sorted(os.listdir(ref))  # nothing left over
+
+
+class Child:
+    """One encode process that a test kills."""
+
+    def __init__(self, args: list[str], tmp_path, pause: str | None = None) -> None:
+        self.flag = str(tmp_path / "paused")
+        extra = {"SIMCSE_CHILD_PAUSE": pause, "SIMCSE_CHILD_PAUSED": self.flag} if pause else {}
+        self.log = tmp_path / f"child-{time.monotonic_ns()}.log"
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, CHILD, *args], env=env(**extra), stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+
+    def kill_when_paused(self, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.flag):
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the child never reached its pause point"
+            time.sleep(0.02)
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        with open(self.flag) as f:
+            event = f.read()
+        os.remove(self.flag)
+        return event
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_then_resume_equals_the_uninterrupted_run(tiny_model_dir, corpus, reference, tmp_path):
+    out = str(tmp_path / "out")
+    args = encode_args(tiny_model_dir, [corpus], out, "--id-column", "id", "--shard-size", "50")
+    progress = os.path.join(out, "progress")
+
+    def done() -> int:
+        return len([n for n in os.listdir(progress) if n.endswith(".json")]) if os.path.isdir(progress) else 0
+
+    # killed at chosen moments: a shard file written but not yet renamed into place...
+    assert "shard-00002.parquet" in Child(args, tmp_path, r"replace .*\.shard-00002\.parquet\.tmp").kill_when_paused()
+    # ... at random moments while shards are being written (after one more shard, plus 0-20 ms) ...
+    rng = random.Random(0)
+    for _ in range(3):
+        child, target = Child([*args, "--resume"], tmp_path), done() + 1
+        while done() < target:
+            assert child.proc.poll() is None, child.log.read_text()[-3000:]
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.02))
+        child.proc.send_signal(signal.SIGKILL)
+        child.proc.wait()
+    assert 4 <= done() < 10, f"{done()} shards done: the random kills came too late for the next ones"
+    # ... with shard 10's file renamed but its record not yet, and with the manifest not yet renamed
+    for pause in (r"replace .*\.shard-00010\.json\.tmp-", r"replace .*\.manifest\.json\.tmp-"):
+        assert "replace" in Child([*args, "--resume"], tmp_path, pause).kill_when_paused()
+    assert not os.path.exists(os.path.join(out, "manifest.json")) and done() == 12
+    proc = run([*args, "--resume"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_output(out, reference)
+    again = run(args)  # a finished folder is never written again without --overwrite
+    assert again.returncode == 1 and "finished; --overwrite to redo it" in again.stderr
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_rows_of_one(tiny_model_dir, corpus, reference, tmp_path):
+    out = str(tmp_path / "out")
+    proc = run(encode_args(tiny_model_dir, [corpus], out, "--id-column", "id", "--shard-size", "50"), TORCHRUN)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_output(out, reference)  # the same shards, so the same batches: the same bits
+    with open(os.path.join(out, "manifest.json")) as f:
+        assert json.load(f)["processes"] == 2
+    # a repeated id in shards of different processes is found at the end, named by file and line
+    dup = tmp_path / "dup.jsonl"
+    with open(corpus) as f:
+        lines = f.read().splitlines()
+    lines[120] = lines[120].replace('"d120"', '"d7"')  # shard 2 (process 0) repeats an id of shard 0 (process 0)
+    lines[75] = lines[75].replace('"d75"', '"d3"')  # shard 1 (process 1) repeats one of shard 0: found first
+    dup.write_text("\n".join(lines) + "\n")
+    proc = run(encode_args(tiny_model_dir, [str(dup)], str(tmp_path / "dup"), "--id-column", "id", "--shard-size",
+                           "50"), TORCHRUN)  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if "simcse encode: error:" in line]
+    assert proc.returncode != 0 and errors, proc.stderr[-3000:]
+    assert errors[0].endswith(f"{dup}:76: duplicate id 'd3' (first at {dup}:4); ids must be unique")
+
+
+@pytest.mark.slow
+def test_ray_actor_pool_gives_the_rows_of_one_process(tiny_model_dir, corpus, reference, tmp_path):
+    ray = pytest.importorskip("ray")
+    import pyarrow.dataset as pads
+
+    from simcse.corpus.ray import encode_with_ray
+
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {**ENV, "PYTHONPATH": REPO}})  # fmt: skip
+    try:
+        encode_with_ray(tiny_model_dir, [corpus], str(tmp_path / "ray"), id_column="id", input_format="jsonl",
+                        num_actors=2, num_cpus=1, rows_per_call=64, pooler="avg", batch_size=8)  # fmt: skip
+    finally:
+        ray.shutdown()
+    table = pads.dataset(str(tmp_path / "ray"), format="parquet").to_table()
+    got = dict(zip(table.column("id").to_pylist(), table.column("embedding").to_pylist()))
+    ref_ids, ref_vectors = read_folder(reference)
+    assert sorted(got) == sorted(ref_ids)
+    np.testing.assert_allclose(np.array([got[i] for i in ref_ids]), ref_vectors, atol=BATCH_TOL, rtol=0)
