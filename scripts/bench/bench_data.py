@@ -94,7 +94,7 @@ def worker_new(corpus: str, cache: str, distributed: bool) -> dict:
 
 
 def worker_old(corpus: str) -> dict:
-    """The pre-Arrow path, as ``simcse/train/data.py`` had it before this change (kept here to compare)."""
+    """The pre-Arrow path, as the training data was read before the Arrow cache (kept here to compare)."""
     import numpy as np
     from transformers import AutoTokenizer
 

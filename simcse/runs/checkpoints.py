@@ -1,10 +1,12 @@
-"""Resumable checkpoints: written to a temporary folder, renamed into place, pruned after.
+"""Resumable checkpoints and the trainer's state they keep: written to a temporary folder, renamed into place,
+pruned after.
 
 A checkpoint folder ``checkpoints/step-00000125`` holds Accelerate's state (model, optimizer,
-scheduler, every process's RNG states) and ``trainer_state.json`` (:class:`simcse.runs.state.TrainerState`).
-The data position is the step itself (:class:`simcse.data.sampler.BatchSchedule` and the stream are
-functions of it). A folder is complete exactly when it has its final name: a run killed while writing leaves only a
-``.tmp-*`` folder, which resume ignores with a warning and the next save removes. Old checkpoints
+scheduler, every process's RNG states) and ``trainer_state.json`` (:class:`TrainerState`, what the run
+has done; ``train()`` returns it). The data position is the step itself
+(:class:`simcse.data.sampler.BatchSchedule` and the stream are functions of it). A folder is complete
+exactly when it has its final name: a run killed while writing leaves only a ``.tmp-*`` folder, which
+resume ignores with a warning and the next save removes. Old checkpoints
 are pruned only after the new one is in place, by a rename out of the way and then a delete, so a
 ``step-*`` folder is never half-deleted either.
 
@@ -16,22 +18,54 @@ recorded score as the best so far, so the bookkeeping always describes the folde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from typing import Any
 
 from simcse.distributed import on_main
 from simcse.io import StrPath, atomic_write_text, fsync_tree
 from simcse.runs.folder import STATE_FILE, RunFolder, save_together
-from simcse.runs.state import TrainerState
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step-(\d+)$")  # RunFolder.checkpoint's names
+_OPTIONAL = ("fp16_overflow_skipped", "no_duplicates", "stream")  # recorded only by the runs that have them
+
+
+@dataclasses.dataclass
+class TrainerState:
+    """What a run has done so far: written into each checkpoint (``trainer_state.json``) and restored from it.
+
+    :meth:`as_dict` is the form ``train()`` returns and the checkpoint stores; a field of
+    ``_OPTIONAL`` that is None (the run has no such thing) is left out of it.
+    """
+
+    step: int = 0  # optimizer steps taken
+    best_metric: float = -math.inf  # STS-B dev of the saved model (the best so far)
+    best_step: int = -1  # its step; -1: no model saved yet
+    nonfinite_skipped: int = 0  # updates skipped for a non-finite loss
+    mixed_precision: str = "no"  # the precision the run trains in (the launcher's when the recipe leaves it)
+    fp16_overflow_skipped: int | None = None  # fp16: updates skipped because the scaled gradients overflowed
+    data: dict[str, int] = dataclasses.field(default_factory=dict)  # what reading skipped (ReadReport.counts)
+    no_duplicates: dict[str, int] | None = None  # no_duplicates: global batches with a repeated text
+    stream: dict[str, int] | None = None  # streaming: the position (examples each process has read, epoch)
+
+    def update(self, values: Mapping[str, Any]) -> None:
+        """Take the fields named in ``values`` (a restored checkpoint's state, the data's position)."""
+        for field in dataclasses.fields(self):
+            if field.name in values:
+                setattr(self, field.name, values[field.name])
+
+    def as_dict(self) -> dict[str, Any]:
+        """The state as a plain dict (what ``train()`` returns and ``trainer_state.json`` holds)."""
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if k not in _OPTIONAL or v is not None}
 
 
 def _remove(path: str) -> None:

@@ -20,8 +20,8 @@ from simcse.evaluation.tasks import TASKS
 from simcse.io import StrPath, atomic_write_text
 from simcse.plots import plot_training_curves
 from simcse.runs.card import write_model_card
+from simcse.runs.checkpoints import TrainerState
 from simcse.runs.folder import RunFolder, read_metrics
-from simcse.runs.state import TrainerState
 
 logger = logging.getLogger(__name__)
 

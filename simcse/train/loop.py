@@ -20,13 +20,11 @@ from simcse.config import TrainConfig, to_yaml
 from simcse.distributed import on_main, share_outcome
 from simcse.evaluation.dev import DevEvaluator
 from simcse.runs.card import render_model_card
-from simcse.runs.checkpoints import save_checkpoint, start_run
+from simcse.runs.checkpoints import TrainerState, save_checkpoint, start_run
 from simcse.runs.folder import BEST_FILE, CARD_FILE, RunFolder, SaveError, save_together
 from simcse.runs.lock import hold_run_folder
 from simcse.runs.report import finish_run, log_summary
-from simcse.runs.state import TrainerState
-from simcse.train.launch import make_accelerator
-from simcse.train.prepared import Prepared, prepare
+from simcse.train.prepared import Prepared, make_accelerator, prepare
 from simcse.train.step import StepOutcome
 
 logger = logging.getLogger(__name__)
@@ -45,7 +43,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
             the learning-rate schedule still spans the full run.
 
     Returns the final trainer state (best metric and step, last step, counters):
-    :meth:`simcse.runs.state.TrainerState.as_dict`.
+    :meth:`simcse.runs.checkpoints.TrainerState.as_dict`.
 
     Raises:
         RunFolderBusy: another live run holds ``cfg.output_dir``.

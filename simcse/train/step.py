@@ -15,9 +15,8 @@ import torch
 
 from simcse.config import TrainConfig
 from simcse.distributed import rank_and_world, sum_over_processes
-from simcse.train.flags import LaggedFlags
+from simcse.train.device_state import LaggedFlags, LossScale
 from simcse.train.grad_cache import GradCache
-from simcse.train.loss_scale import LossScale
 from simcse.train.model import length_group_rows, mask_tokens
 from simcse.train.objective_step import ObjectiveStep
 
@@ -154,7 +153,7 @@ class TrainStep:
     (:meth:`stop_agreed`): a pre-emption is seen within two steps, whatever ``logging_steps`` is, at the
     cost of waiting for the previous step only. Objectives that update a momentum encoder or a queue after
     the step, and optimizers without on-device skipping, read the flag at every step instead (one host sync).
-    Under fp16 the loss scaling is :class:`simcse.train.loss_scale.LossScale`: an overflow of the scaled
+    Under fp16 the loss scaling is :class:`simcse.train.device_state.LossScale`: an overflow of the scaled
     gradients skips the step and halves the scale, a non-finite loss skips it and keeps the scale, and
     overflows are counted in :attr:`StepOutcome.overflows`.
 

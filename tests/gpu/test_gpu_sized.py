@@ -13,8 +13,8 @@ import torch
 from simcse.encoder import Encoder
 from simcse.encoder.encoder import default_device
 from simcse.train import load_config, train
-from simcse.train.launch import refuse_engine
 from simcse.train.objective_step import ObjectiveStep
+from simcse.train.prepared import refuse_engine
 from simcse.train.step import TrainStep, build_optimizer
 from tests.helpers.data import write_corpus
 from tests.helpers.paths import REPO

@@ -11,7 +11,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from simcse.objectives import OBJECTIVES
-from simcse.train.loss_scale import LossScale
+from simcse.train.device_state import LossScale
 from simcse.train.objective_step import ObjectiveStep, objective_modules
 from simcse.train.step import TrainStep, build_optimizer, embed_views
 from tests.helpers.grads import batch_setup
