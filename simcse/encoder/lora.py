@@ -61,6 +61,21 @@ def apply_lora(
         raise ValueError(f"LoRA on {model_type}: {err}") from None
 
 
+def prepare_quantized(model: Any, gradient_checkpointing: bool) -> Any:
+    """peft's preparation of a 4-bit backbone for LoRA, keeping gradient checkpointing non-reentrant.
+
+    ``prepare_model_for_kbit_training`` turns checkpointing on again, reentrant unless told otherwise
+    (transformers' default), and then makes the embeddings' output require a gradient so that the
+    reentrant form reaches LoRA weights inside frozen blocks; the non-reentrant form chosen in
+    :func:`simcse.train.model.adapt_encoder` needs no such hook, so that choice is passed on.
+    """
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(
+        model, gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+    )
+
+
 def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The backbone's weights with every active adapter merged in, under the backbone's own key names."""
     from peft.tuners.lora import LoraLayer

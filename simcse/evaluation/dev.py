@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from simcse.data_dir import senteval_dir
 from simcse.evaluation.scoring import evaluate_sts
-from simcse.evaluation.tasks import load_task
+from simcse.evaluation.tasks import load_sick, load_stsb
 from simcse.io import StrPath
 
 
@@ -18,10 +19,8 @@ class DevEvaluator:
     """
 
     def __init__(self, data_dir: StrPath | None, batch_size: int) -> None:
-        self.tasks = {
-            "STSBenchmark": load_task("STSBenchmark", data_dir, stsb_split="dev"),
-            "SICKRelatedness": load_task("SICKRelatedness", data_dir, sick_mode="dev"),
-        }
+        root = senteval_dir(data_dir)  # resolved once: both tasks read the same SentEval folder
+        self.tasks = {"STSBenchmark": load_stsb(root, "dev"), "SICKRelatedness": load_sick(root, "dev")}
         self.batch_size = batch_size
 
     def __call__(self, encoder: Any, use_head: bool) -> dict[str, float]:

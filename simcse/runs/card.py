@@ -231,5 +231,6 @@ def write_model_card(run_dir: StrPath, cfg: TrainConfig | None = None) -> str | 
         with open(run.test_results, encoding="utf-8") as f:
             test = json.load(f)
     curves = os.path.isfile(run.model_curves)
-    atomic_write_text(run.card, render_model_card(cfg, best, best["step"], test, curves))
+    card = render_model_card(cfg, best, best["step"], test, curves)
+    atomic_write_text(run.card, card)
     return run.card

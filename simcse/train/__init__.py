@@ -4,7 +4,7 @@ folder :mod:`simcse.runs`.
 - :mod:`~simcse.train.loop`: :func:`train`, the loop, read top to bottom.
 - :mod:`~simcse.train.prepared`: the run's Accelerate state (processes, precision, timeouts, refused engines)
   and :func:`prepare`, what the loop runs on (shared with the benchmarks).
-- :mod:`~simcse.train.model` / :mod:`~simcse.train.llm`: the training model (encoder + head + objective
+- :mod:`~simcse.train.model`: the training model (encoder + head + objective
   modules, MLM, length groups); decoder backbones and LoRA.
 - :mod:`~simcse.train.step`: one step from the views to the update, its device-side state in
   :mod:`~simcse.train.device_state` (fp16's loss scale, flags read a step late);

@@ -146,7 +146,7 @@ def test_qlora_preparation_keeps_gradient_checkpointing_non_reentrant(tmp_path):
     unless told; ours passes use_reentrant=False on. A 4-bit load needs CUDA, so the flag peft reads is set."""
     from transformers import AutoModel
 
-    from simcse.train.llm import prepare_quantized
+    from simcse.encoder.lora import prepare_quantized
 
     model = AutoModel.from_pretrained(build_tiny_decoder_dir(str(tmp_path / "llama")))
     model.is_loaded_in_4bit = True  # what a bitsandbytes load sets (peft's test for a quantized model)
