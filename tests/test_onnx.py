@@ -144,3 +144,28 @@ def test_onnx_command_errors_are_one_line(args, message, tiny_model_dir, tmp_pat
 def test_export_help_shows_an_example() -> None:
     done = simcse("export", "--help")
     assert done.returncode == 0 and "simcse export runs/" in done.stdout and "--quantize" in done.stdout
+
+
+def test_export_runs_in_eval_mode_without_dropout(tmp_path) -> None:
+    """Issue 27 (5): export warned "Exporting a model while it is in training mode"; the graph of a model with
+    dropout 0.5 must give the same vectors on every run (and torch's eval-mode vectors), with no such warning."""
+    import json
+    import warnings
+
+    from conftest import build_tiny_bert_dir
+
+    folder = build_tiny_bert_dir(str(tmp_path / "drop"), seed=3)
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    config.update(hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_onnx(folder, quantize=())
+    assert not [w for w in caught if "training mode" in str(w.message)], [str(w.message) for w in caught]
+    assert "Dropout" not in {n.op_type for n in onnx.load(os.path.join(folder, ONNX_FILE)).graph.node}
+    onnx_enc = Encoder.from_pretrained(folder, pooler="avg", backend="onnx")
+    first, second = onnx_enc.encode(SENTENCES), onnx_enc.encode(SENTENCES)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, Encoder.from_pretrained(folder, pooler="avg").encode(SENTENCES), atol=1e-4)

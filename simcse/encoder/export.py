@@ -108,7 +108,9 @@ def export_onnx(folder: str, *, quantize: tuple[str, ...] = ("avx512_vnni",), op
         fp32 = os.path.join(work, "model.onnx")
         seq = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence")}
         torch.onnx.export(
-            _Backbone(encoder.model, names, all_layers), tuple(batch[k] for k in names), fp32, dynamo=True,
+            # eval(): a new module starts in training mode, and the exporter warns (dropout is off either way
+            # below it, as the encoder is in eval mode; the test checks the graph is deterministic)
+            _Backbone(encoder.model, names, all_layers).eval(), tuple(batch[k] for k in names), fp32, dynamo=True,
             input_names=names, output_names=outputs, dynamic_shapes=(tuple(seq for _ in names),), opset_version=opset,
             external_data=big, verbose=False,
         )  # fmt: skip
