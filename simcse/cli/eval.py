@@ -20,7 +20,9 @@ from typing import Any
 
 from simcse.cli.common import (
     CommandError,
+    add_backend_arguments,
     add_pooler_argument,
+    backend_kwargs,
     configure_logging,
     load_encoder,
     one_line,
@@ -71,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass (default: 64)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_backend_arguments(parser)
     parser.add_argument(
         "--no-align-uniform", dest="align_uniform", action="store_false",
         help="skip alignment and uniformity (they need the STS-B split from the data directory)",
@@ -148,7 +151,7 @@ def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask
     """
     from simcse.evaluation.scoring import score_suite
 
-    encoder = load_encoder(name, args.pooler, device)
+    encoder = load_encoder(name, args.pooler, device, **backend_kwargs(args))
     logger.info("evaluating %s (pooler %s)", name, encoder.pooler)
     start = time.perf_counter()
     result = score_suite(
@@ -183,6 +186,8 @@ def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "device": device,
         "pooler_override": args.pooler,
+        "backend": args.backend,
+        "onnx_file": args.onnx_file if args.backend != "torch" else None,
         "align_uniform": args.align_uniform,
         "protocol": "SentEval: cosine, Spearman x 100; STS12-16 headline = all subsets pooled",
         "versions": {

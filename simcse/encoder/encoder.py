@@ -17,6 +17,8 @@ from simcse.encoder.pooling import Pooler, needs_hidden_states, pool, validate_p
 from simcse.encoder.prompts import PROMPT_MASK, PromptSettings, read_prompt_settings, tokenize_with_prompt
 from simcse.quantize import check_truncate_dim, truncate_embeddings
 
+BACKENDS = ("torch", "onnx", "openvino")
+
 
 def _check_encode_arguments(items: list[Any], batch_size: int, precision: str) -> None:
     for i, s in enumerate(items):
@@ -81,8 +83,9 @@ class Encoder(nn.Module):
         *,
         max_seq_length: int | None = None,
         device: str | torch.device | None = None,
-        backend: Literal["torch", "onnx"] = "torch",
+        backend: Literal["torch", "onnx", "openvino"] = "torch",
         onnx_file: str = "onnx/model.onnx",
+        backend_settings: dict[str, Any] | None = None,
         **model_kwargs: Any,
     ) -> Encoder:
         """Load a folder saved by this project, a sentence-transformers model, or any HF encoder.
@@ -96,24 +99,28 @@ class Encoder(nn.Module):
             device: Where the model runs (``"cuda"``, ``"cuda:1"``, ``"cpu"``...); None picks the first
                 GPU when there is one, else the CPU (as sentence-transformers does). ONNX runs on the CPU.
             backend: ``onnx`` runs the backbone with ONNX Runtime from ``onnx_file`` (written by
-                ``simcse export``; see :mod:`simcse.encoder.export`); pooling and head stay the same.
+                ``simcse export``; see :mod:`simcse.encoder.export`), ``openvino`` with OpenVINO from the
+                same file (compiled once, cached in the folder; see :mod:`simcse.encoder.openvino`);
+                pooling and head stay the same.
             onnx_file: The graph to run, relative to the folder, e.g.
-                ``onnx/model_qint8_avx512_vnni.onnx`` for int8.
+                ``onnx/model_qint8_avx512_vnni.onnx`` (dynamic int8) or ``onnx/model_qint8_static.onnx``.
+            backend_settings: ``onnx``: ``{"threads": N}``; ``openvino``: ``threads`` and OpenVINO compile
+                properties, e.g. ``{"INFERENCE_PRECISION_HINT": "f32"}``.
             **model_kwargs: Passed to ``AutoModel.from_pretrained``.
         """
         from simcse.encoder.folder import load_parts
 
-        if backend not in ("torch", "onnx"):
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-        if backend == "onnx":  # a missing file fails before any weights are read
-            from simcse.encoder.onnx import OnnxBackbone, find_onnx_file
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend != "torch":  # a missing file (or runtime) fails before any weights are read
+            from simcse.encoder.onnx import find_onnx_file, runtime_backbone
 
             onnx_path = find_onnx_file(name_or_path, onnx_file)
         model, tokenizer, pooler, head, max_len, normalize = load_parts(
             name_or_path, pooler, max_seq_length=max_seq_length, **model_kwargs
         )
-        if backend == "onnx":  # the torch weights were read for the config and head only
-            model = OnnxBackbone(onnx_path, model.config)
+        if backend != "torch":  # the torch weights were read for the config and head only
+            model = runtime_backbone(backend, onnx_path, onnx_file, model.config, backend_settings)
             device = "cpu"
         encoder = cls(model, tokenizer, pooler, head, max_len, normalize, read_prompt_settings(name_or_path))
         return encoder.to(default_device() if device is None else device)

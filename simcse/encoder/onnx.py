@@ -9,6 +9,7 @@ library's own, so the ONNX path cannot drift from the torch one.
 from __future__ import annotations
 
 import logging
+import os
 from types import SimpleNamespace
 from typing import Any
 
@@ -53,15 +54,18 @@ class OnnxBackbone(nn.Module):
         """Run the session on a tokenized batch of ``(batch, seq)`` tensors."""
         if torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda"):
             raise ValueError("precision='bf16' applies to the torch backend only; ONNX runs the file's own types")
-        ids = batch["input_ids"]
-        feeds = {
-            name: (batch[name] if name in batch else torch.zeros_like(ids)).cpu().numpy().astype(np.int64)
-            for name in self.input_names
-        }
-        outs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
+        outs = [torch.from_numpy(o) for o in self.session.run(None, numpy_feeds(batch, self.input_names))]
         if output_hidden_states and len(outs) == 1:
             raise ValueError(f"{self.path} has no hidden_states outputs; export it again for this pooler")
         return SimpleNamespace(last_hidden_state=outs[0], hidden_states=tuple(outs[1:]) or None)
+
+
+def numpy_feeds(batch: dict[str, torch.Tensor], names: list[str]) -> dict[str, np.ndarray]:
+    """The graph's int64 inputs from a tokenized batch (an input the tokenizer does not give is zeros)."""
+    ids = batch["input_ids"]
+    return {
+        name: (batch[name] if name in batch else torch.zeros_like(ids)).cpu().numpy().astype(np.int64) for name in names
+    }
 
 
 def find_onnx_file(name_or_path: str, file_name: str = ONNX_FILE) -> str:
@@ -76,3 +80,29 @@ def find_onnx_file(name_or_path: str, file_name: str = ONNX_FILE) -> str:
     if path is None:
         raise OSError(f"{name_or_path}: no {file_name}; write it with: simcse export {name_or_path}")
     return path
+
+
+def runtime_backbone(
+    backend: str, path: str, file: str, config: Any, settings: dict[str, Any] | None = None
+) -> nn.Module:
+    """The ONNX Runtime (``onnx``) or OpenVINO (``openvino``) backbone for the graph at ``path``.
+
+    Args:
+        backend: ``onnx`` or ``openvino``.
+        path: Local path of the graph (from :func:`find_onnx_file`).
+        file: The graph's path relative to its model folder (OpenVINO keeps its compile cache in that folder).
+        config: The backbone's ``PretrainedConfig``.
+        settings: ``threads`` for either runtime; OpenVINO compile properties for ``openvino``.
+    """
+    settings = dict(settings or {})
+    threads = settings.pop("threads", None)
+    if backend == "onnx":
+        if settings:
+            raise ValueError(f"unknown ONNX Runtime setting(s) {sorted(settings)}; only threads")
+        return OnnxBackbone(path, config, threads=threads)
+    from simcse.encoder.openvino import OpenVinoBackbone
+
+    folder = os.path.abspath(path)
+    for _ in os.path.normpath(file).split(os.sep):
+        folder = os.path.dirname(folder)
+    return OpenVinoBackbone(path, config, threads=threads, cache_folder=folder, settings=settings)
