@@ -22,6 +22,7 @@ import onnx
 import pytest
 from conftest import build_tiny_bert_dir
 from test_cli import simcse
+from test_onnx import _cosine
 
 pytest.importorskip("openvino", reason="the openvino extra is part of dev")  # CI installs .[dev]: never skipped
 
@@ -38,10 +39,6 @@ SENTENCES = [
 ]  # fmt: skip
 STATIC = quantized_file("static")
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.fixture(scope="module")
