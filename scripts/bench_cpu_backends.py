@@ -252,7 +252,10 @@ def report(label: str, speed: dict[str, list[float]], vectors: dict, quality: bo
     print(f"\n{label}: sentences/s (median of rounds), vs st-torch, cosine to our torch fp32 (median / min)")
     rows = {}
     for name in speed:
-        cos = np.sum(unit * vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True), axis=1)
+        if unit is None:  # without simcse-torch in the run there is no reference
+            cos = np.full(1, np.nan)
+        else:
+            cos = np.sum(unit * vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True), axis=1)
         vs = f"{ratio(name, 'st-torch'):.2f}x" if "st-torch" in speed else ""
         qual = f"{np.median(cos):.4f} / {cos.min():.4f}" if quality and unit is not None else "(random weights)"
         rows[name] = {"sent_per_s": statistics.median(speed[name]), "cos_median": float(np.median(cos)),
