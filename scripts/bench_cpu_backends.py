@@ -257,7 +257,7 @@ def report(label: str, speed: dict[str, list[float]], vectors: dict, quality: bo
         else:
             cos = np.sum(unit * vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True), axis=1)
         vs = f"{ratio(name, 'st-torch'):.2f}x" if "st-torch" in speed else ""
-        qual = f"{np.median(cos):.4f} / {cos.min():.4f}" if quality and unit is not None else "(random weights)"
+        qual = f"{np.median(cos):.4f} / {cos.min():.4f}" if quality and unit is not None else "(no cosine)"
         rows[name] = {"sent_per_s": statistics.median(speed[name]), "cos_median": float(np.median(cos)),
                       "cos_min": float(cos.min())}  # fmt: skip
         print(f"  {name:24s} {statistics.median(speed[name]):8.1f}  {vs:>7s}  {qual}")
