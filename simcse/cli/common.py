@@ -87,15 +87,29 @@ def add_model_arguments(parser: argparse.ArgumentParser, normalize: bool = True)
     if normalize:
         parser.add_argument("--normalize", action="store_true", help="L2-normalise every vector (unit length)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_backend_arguments(parser)
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--onnx-file``, shared by ``encode``, ``search`` and ``eval``."""
     parser.add_argument(
-        "--backend", choices=("torch", "onnx"), default="torch",
-        help="onnx: run the files `simcse export` wrote with ONNX Runtime on the CPU (default: torch)",
+        "--backend", choices=("torch", "onnx", "openvino"), default="torch",
+        help="onnx / openvino: run the files `simcse export` wrote with ONNX Runtime / OpenVINO on the CPU "
+        "(OpenVINO compiles once and caches in FOLDER/openvino/cache; default: torch)",
     )  # fmt: skip
     parser.add_argument(
         "--onnx-file", default="onnx/model.onnx", metavar="FILE",
-        help="graph for --backend onnx, in the model folder (int8: onnx/model_qint8_avx512_vnni.onnx)",
+        help="graph for --backend onnx/openvino, in the model folder (int8: onnx/model_qint8_avx512_vnni.onnx, "
+        "onnx/model_qint8_static.onnx)",
     )  # fmt: skip
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+
+def backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The :meth:`simcse.Encoder.from_pretrained` keywords of ``--backend`` and ``--onnx-file``."""
+    if args.backend == "torch":
+        return {}
+    return {"backend": args.backend, "onnx_file": args.onnx_file}
 
 
 def add_truncate_argument(parser: argparse.ArgumentParser, then: str = "re-normalised with --normalize") -> None:
@@ -153,8 +167,8 @@ def load_model(args: argparse.Namespace) -> Any:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.max_seq_length is not None and args.max_seq_length < 2:
         raise CommandError(f"--max-seq-length must be >= 2, got {args.max_seq_length}")
-    onnx = {"backend": "onnx", "onnx_file": args.onnx_file} if args.backend == "onnx" else {}
-    encoder = load_encoder(args.model, args.pooler, args.device, max_seq_length=args.max_seq_length, **onnx)
+    kwargs = backend_kwargs(args)
+    encoder = load_encoder(args.model, args.pooler, args.device, max_seq_length=args.max_seq_length, **kwargs)
     logger.info("model %s (pooler %s, dim %d) on %s", args.model, encoder.pooler, encoder.dim, encoder.device)
     return encoder
 
@@ -186,5 +200,7 @@ def load_encoder(
     except (OSError, ValueError, ImportError) as err:
         where = "" if os.path.exists(name) else " (no such local folder; tried the Hugging Face hub)"
         raise CommandError(f"cannot load model {name!r}{where}: {one_line(err)}") from err
+    if kwargs.get("backend", "torch") != "torch":
+        device = "cpu"  # ONNX Runtime and OpenVINO run on the CPU here; the head and pooling stay with them
     device = device or default_device()
     return encoder.to(device).eval()

@@ -20,8 +20,10 @@ from typing import Any
 
 from simcse.cli.common import (
     CommandError,
+    add_backend_arguments,
     add_pooler_argument,
     add_truncate_argument,
+    backend_kwargs,
     check_truncate_argument,
     configure_logging,
     load_encoder,
@@ -75,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass (default: 64)")
     add_truncate_argument(parser, "cosine, alignment and uniformity normalise the truncated vectors")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_backend_arguments(parser)
     parser.add_argument(
         "--no-align-uniform", dest="align_uniform", action="store_false",
         help="skip alignment and uniformity (they need the STS-B split from the data directory)",
@@ -153,7 +156,7 @@ def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask
     """
     from simcse.evaluation.scoring import score_suite
 
-    encoder = load_encoder(name, args.pooler, device)
+    encoder = load_encoder(name, args.pooler, device, **backend_kwargs(args))
     check_truncate_argument(args, encoder.dim)
     logger.info("evaluating %s (pooler %s)", name, encoder.pooler)
     start = time.perf_counter()
@@ -191,6 +194,8 @@ def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
         "truncate_dim": args.truncate_dim,
         "device": device,
         "pooler_override": args.pooler,
+        "backend": args.backend,
+        "onnx_file": args.onnx_file if args.backend != "torch" else None,
         "align_uniform": args.align_uniform,
         "protocol": "SentEval: cosine, Spearman x 100; STS12-16 headline = all subsets pooled",
         "versions": {

@@ -84,8 +84,9 @@ class Encoder(nn.Module):
         *,
         max_seq_length: int | None = None,
         device: str | torch.device | None = None,
-        backend: Literal["torch", "onnx"] = "torch",
+        backend: Literal["torch", "onnx", "openvino"] = "torch",
         onnx_file: StrPath = "onnx/model.onnx",
+        backend_settings: dict[str, Any] | None = None,
         **model_kwargs: Any,
     ) -> Encoder:
         """Load a folder saved by this project, a sentence-transformers model, or any HF encoder.
@@ -98,26 +99,25 @@ class Encoder(nn.Module):
             max_seq_length: Truncation length for ``encode``; defaults to the folder's setting.
             device: Where the model runs (``"cuda"``, ``"cuda:1"``, ``"cpu"``...); None picks the first
                 GPU when there is one, else the CPU (as sentence-transformers does). ONNX runs on the CPU.
-            backend: ``onnx`` runs the backbone with ONNX Runtime from ``onnx_file`` (written by
-                ``simcse export``; see :mod:`simcse.encoder.export`); pooling and head stay the same.
-            onnx_file: The graph to run, relative to the folder, e.g.
-                ``onnx/model_qint8_avx512_vnni.onnx`` for int8.
+            backend: ``torch``; ``onnx`` / ``openvino``: the backbone runs with ONNX Runtime / OpenVINO from
+                ``onnx_file`` (``simcse export`` writes it; OpenVINO compiles it once and caches the result
+                in the folder); pooling and head stay the same.
+            onnx_file: The graph, relative to the folder (e.g. ``onnx/model_qint8_static.onnx``).
+            backend_settings: ``{"threads": N}``; for ``openvino`` also compile properties.
             **model_kwargs: Passed to ``AutoModel.from_pretrained``.
         """
         from simcse.encoder.folder import load_parts
+        from simcse.encoder.onnx import find_graph
 
         name_or_path = os.fspath(name_or_path)
-        if backend not in ("torch", "onnx"):
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-        if backend == "onnx":  # a missing file fails before any weights are read
-            from simcse.encoder.onnx import OnnxBackbone, find_onnx_file
-
-            onnx_path = find_onnx_file(name_or_path, onnx_file)
+        onnx_path = find_graph(backend, name_or_path, onnx_file)  # a missing graph fails before any weights are read
         model, tokenizer, pooler, head, max_len, normalize = load_parts(
             name_or_path, pooler, max_seq_length=max_seq_length, **model_kwargs
         )
-        if backend == "onnx":  # the torch weights were read for the config and head only
-            model = OnnxBackbone(onnx_path, model.config)
+        if onnx_path is not None:  # the torch weights were read for the config and head only
+            from simcse.encoder.runtimes import runtime_backbone
+
+            model = runtime_backbone(backend, onnx_path, os.fspath(onnx_file), model.config, backend_settings)
             device = "cpu"
         encoder = cls(model, tokenizer, pooler, head, max_len, normalize, read_prompt_settings(name_or_path))
         return encoder.to(default_device() if device is None else device)

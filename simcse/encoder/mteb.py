@@ -135,7 +135,7 @@ def mteb_model_meta(encoder: Encoder) -> ModelMeta:
     if "/" not in name:
         name = f"hub/{name}"
     n_params = sum(p.numel() for p in encoder.parameters())
-    backend = "ONNX" if type(encoder.model).__name__ == "OnnxBackbone" else "PyTorch"
+    backend = {"OnnxBackbone": "ONNX", "OpenVinoBackbone": "OpenVINO"}.get(type(encoder.model).__name__, "PyTorch")
     return ModelMeta(
         loader=functools.partial(load_for_mteb, type(encoder)), loader_kwargs={"pooler": encoder.pooler}, name=name,
         revision=_fingerprint(source) if local else None, release_date=None, languages=None,

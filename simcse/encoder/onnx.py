@@ -56,15 +56,18 @@ class OnnxBackbone(nn.Module):
         """Run the session on a tokenized batch of ``(batch, seq)`` tensors."""
         if torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda"):
             raise ValueError("precision='bf16' applies to the torch backend only; ONNX runs the file's own types")
-        ids = batch["input_ids"]
-        feeds = {
-            name: (batch[name] if name in batch else torch.zeros_like(ids)).cpu().numpy().astype(np.int64)
-            for name in self.input_names
-        }
-        outs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
+        outs = [torch.from_numpy(o) for o in self.session.run(None, numpy_feeds(batch, self.input_names))]
         if output_hidden_states and len(outs) == 1:
             raise ValueError(f"{self.path} has no hidden_states outputs; export it again for this pooler")
         return SimpleNamespace(last_hidden_state=outs[0], hidden_states=tuple(outs[1:]) or None)
+
+
+def numpy_feeds(batch: dict[str, torch.Tensor], names: list[str]) -> dict[str, np.ndarray]:
+    """The graph's int64 inputs from a tokenized batch (an input the tokenizer does not give is zeros)."""
+    ids = batch["input_ids"]
+    return {
+        name: (batch[name] if name in batch else torch.zeros_like(ids)).cpu().numpy().astype(np.int64) for name in names
+    }
 
 
 def find_onnx_file(name_or_path: StrPath, file_name: StrPath = ONNX_FILE) -> str:
@@ -80,3 +83,13 @@ def find_onnx_file(name_or_path: StrPath, file_name: StrPath = ONNX_FILE) -> str
     if path is None:
         raise OSError(f"{name_or_path}: no {file_name}; write it with: simcse export {name_or_path}")
     return path
+
+
+BACKENDS = ("torch", "onnx", "openvino")
+
+
+def find_graph(backend: str, name_or_path: StrPath, file_name: StrPath) -> str | None:
+    """The graph ``backend`` runs (:func:`find_onnx_file`), None for ``torch``; an unknown backend is refused."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return None if backend == "torch" else find_onnx_file(name_or_path, file_name)

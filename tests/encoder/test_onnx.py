@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from tests.helpers.cli import simcse
+from tests.helpers.vectors import row_cosine
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is part of dev")  # CI installs .[dev]: never skipped
 
@@ -23,10 +24,6 @@ SENTENCES = [
     "the quick brown fox jumps over the lazy dog while the farmer watches from the old wooden barn",
 ]  # fmt: skip
 INT8 = quantized_file("avx512_vnni")
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +44,7 @@ def test_onnx_fp32_equals_torch_and_int8_is_close(exported: str) -> None:
     np.testing.assert_allclose(onnx_enc.encode(SENTENCES, normalize=True), torch_enc.encode(SENTENCES, normalize=True),
                                atol=1e-4)  # fmt: skip
     int8 = Encoder.from_pretrained(exported, backend="onnx", onnx_file=INT8).encode(SENTENCES)
-    assert _cosine(int8, ref).min() > 0.98
+    assert row_cosine(int8, ref).min() > 0.98
     ops = {n.op_type for n in onnx.load(os.path.join(exported, INT8)).graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops and "MatMul" in ops  # weights int8; q @ k stays float
 
@@ -103,7 +100,7 @@ def test_minilm_onnx_matches_torch_and_sentence_transformers(minilm_path: str, t
     st_ref = SentenceTransformer(folder, device="cpu").encode(SENTENCES)
     np.testing.assert_allclose(_st_pipeline_on_onnx(folder, ONNX_FILE, SENTENCES), st_ref, atol=1e-4)
     int8 = Encoder.from_pretrained(folder, backend="onnx", onnx_file=INT8).encode(SENTENCES)
-    cos = _cosine(int8, ref)  # bench_encode on STS-B's 2,551 sentences: min 0.968, median 0.993
+    cos = row_cosine(int8, ref)  # bench_encode on STS-B's 2,551 sentences: min 0.968, median 0.993
     assert np.median(cos) > 0.99 and cos.min() > 0.95
     np.testing.assert_allclose(_st_pipeline_on_onnx(folder, INT8, SENTENCES), int8, atol=1e-4)
 
@@ -145,3 +142,28 @@ def test_onnx_command_errors_are_one_line(args, message, tiny_model_dir, tmp_pat
 def test_export_help_shows_an_example() -> None:
     done = simcse("export", "--help")
     assert done.returncode == 0 and "simcse export runs/" in done.stdout and "--quantize" in done.stdout
+
+
+def test_export_runs_in_eval_mode_without_dropout(tmp_path) -> None:
+    """Issue 27 (5): export warned "Exporting a model while it is in training mode"; the graph of a model with
+    dropout 0.5 must give the same vectors on every run (and torch's eval-mode vectors), with no such warning."""
+    import json
+    import warnings
+
+    from tests.helpers.models import build_tiny_bert_dir
+
+    folder = build_tiny_bert_dir(str(tmp_path / "drop"), seed=3)
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    config.update(hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_onnx(folder, quantize=())
+    assert not [w for w in caught if "training mode" in str(w.message)], [str(w.message) for w in caught]
+    assert "Dropout" not in {n.op_type for n in onnx.load(os.path.join(folder, ONNX_FILE)).graph.node}
+    onnx_enc = Encoder.from_pretrained(folder, pooler="avg", backend="onnx")
+    first, second = onnx_enc.encode(SENTENCES), onnx_enc.encode(SENTENCES)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, Encoder.from_pretrained(folder, pooler="avg").encode(SENTENCES), atol=1e-4)
