@@ -42,8 +42,12 @@ def build_tokenizer(folder: str):
     return tok
 
 
-def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True) -> str:
-    """Save a tiny random BertModel (2 layers, hidden 32) plus tokenizer into ``folder``."""
+def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True, initializer_range: float = 0.02) -> str:
+    """Save a tiny random BertModel (2 layers, hidden 32) plus tokenizer into ``folder``.
+
+    ``initializer_range`` 1.0 spreads its vectors (cosines from -0.3 to 1; at 0.02 they all lie within
+    1e-4 of each other, so float noise would reorder a ranking).
+    """
     import torch
     from transformers import BertConfig, BertModel
 
@@ -55,6 +59,7 @@ def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True) ->
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = BertModel(config, add_pooling_layer=with_pooler)
@@ -67,6 +72,12 @@ def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True) ->
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of a tiny random BERT folder (plain Hugging Face layout, with a pooler)."""
     return build_tiny_bert_dir(str(tmp_path_factory.mktemp("tiny_bert")))
+
+
+@pytest.fixture(scope="session")
+def spread_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny random BERT whose vectors are spread out (rankings far from float noise; see ``build_tiny_bert_dir``)."""
+    return build_tiny_bert_dir(str(tmp_path_factory.mktemp("spread_bert")), initializer_range=1.0)
 
 
 @pytest.fixture(scope="session")

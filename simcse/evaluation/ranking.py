@@ -2,9 +2,10 @@
 
 **Search.** The corpus arrives in chunks; each chunk is scored against the queries in blocks of at most
 ``max_scores`` entries, and a running top-k per query is kept, so memory is bounded by the chunk, never
-by the corpus (a million passages need no million-column matrix). Candidates are ranked by score, then
-by corpus position (lower first), encoded as one int64 key each (the float's order-preserving bits, then
-the position), so the result is exact and the same for any chunk size or number of processes.
+by the corpus (a million passages need no million-column matrix). Scores are float64 products rounded to
+float32, so a score does not depend on the chunk or block it was computed in. Candidates are ranked by
+score, then by corpus position (lower first), encoded as one int64 key each (the float's order-preserving
+bits, then the position), so the result is exact and the same for any chunk size or number of processes.
 
 **Ties and metrics, as trec_eval** (``pytrec_eval``, which MTEB and BEIR use): documents with equal scores
 rank by id, greater id first (callers order the corpus by descending id, see
@@ -79,7 +80,7 @@ class TopK:
 
 def search(
     queries: torch.Tensor, chunks: Sequence[tuple[torch.Tensor, torch.Tensor]] | object, k: int,
-    max_scores: int = 1 << 25,
+    max_scores: int = 1 << 24,
 ) -> TopK:  # fmt: skip
     """The top ``k`` documents of each query by dot product, over corpus chunks.
 
@@ -93,11 +94,14 @@ def search(
         The :class:`TopK` (``decode(result.keys)`` gives scores and positions, best first).
     """
     top = TopK(queries.shape[0], k, queries.device)
+    queries = queries.double()
     for vectors, positions in chunks:  # type: ignore[attr-defined]
-        vectors, positions = vectors.to(queries.device, queries.dtype), positions.to(queries.device)
+        vectors, positions = vectors.to(queries.device, torch.float64), positions.to(queries.device)
         step = max(1, max_scores // max(1, vectors.shape[0]))
         for start in range(0, queries.shape[0], step):
-            top.add(start, queries[start : start + step] @ vectors.T, positions)  # (step, n) scores
+            # float64, then float32: a score no longer depends on the block shape the product was cut into
+            # (float32 products differ in the last bit between shapes), so equal vectors score equally
+            top.add(start, (queries[start : start + step] @ vectors.T).float(), positions)  # (step, n)
     return top
 
 
