@@ -87,6 +87,8 @@ def _csv_rows(path: str, fmt: str, rename: Mapping[str, str], optional: Collecti
             header = [h.strip() for h in next(reader, [])]
         except (csv.Error, UnicodeDecodeError) as err:
             raise EvalDataError(f"{path}:1: cannot read the header ({err})") from None
+        if not any(header):
+            raise EvalDataError(f"{path}: empty (expected a header row naming {', '.join(rename.values())})")
         _missing(f"{path}:1", rename, optional, header)
         while True:
             line = reader.line_num + 1
