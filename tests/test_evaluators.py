@@ -47,6 +47,7 @@ def _write(path, rows: list[dict], fmt: str) -> str:
 
 
 # ------------------------------------------------------------------ pair classification
+@pytest.mark.slow  # imports sentence-transformers and scikit-learn (seconds)
 def test_best_threshold_metrics_equal_sentence_transformers_on_ties() -> None:
     from sentence_transformers.sentence_transformer.evaluation import BinaryClassificationEvaluator as BCE
     from sklearn.metrics import average_precision_score
@@ -122,6 +123,7 @@ def test_labels_read_from_every_format_and_mapped_columns(tiny_encoder, tmp_path
 
 
 # ------------------------------------------------------------------ STS
+@pytest.mark.slow  # STS-B and SICK-R dev, encoded twice
 def test_stsb_dev_evaluator_equals_the_training_dev_evaluator(spread_model_dir: str, small_dev_data: str) -> None:
     from simcse import Encoder
     from simcse.evaluation.dev import DevEvaluator
@@ -222,3 +224,13 @@ def test_every_evaluator_reports_what_metric_names_promise(tiny_encoder, tmp_pat
     evaluators = [PairClassificationEvaluator(labelled, similarity=["dot"]), build_evaluator(retrieval)]
     for evaluator in evaluators:
         assert sorted(evaluator(tiny_encoder, 8)) == sorted(evaluator.metric_names())
+
+
+def test_bytes_that_are_not_utf8_and_records_over_lines_are_named_by_line(tmp_path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_bytes(b'sentence1,sentence2,label\n"a\nb",c,1\nx,\xff,0\n')
+    with pytest.raises(EvalDataError, match=r"p.csv:4: invalid UTF-8 \(invalid start byte\)$"):
+        build_evaluator({"type": "pair_classification", "path": str(path)})
+    path.write_bytes(b'sentence1,sentence2,label\n"a\nb",c,1\nx,y\n')
+    with pytest.raises(EvalDataError, match=r"p.csv:4: expected 3 fields, found 2$"):  # the record after the 2-line one
+        build_evaluator({"type": "pair_classification", "path": str(path)})

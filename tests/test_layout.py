@@ -57,7 +57,7 @@ def test_imports_go_one_way(low: str, high: str) -> None:
 
 @pytest.mark.parametrize(
     "script", ["compare_objectives.py", "reproduce_findings.py", "findings_report.py", "bench_eval.py",
-               "bench_quality_cpu.py"],
+               "bench_quality_cpu.py", "bench_retrieval.py", "build_retrieval_dev.py"],
 )  # fmt: skip
 def test_scripts_use_the_library_not_copies(script: str) -> None:
     tree = ast.parse(_read(os.path.join(REPO, "scripts", script)))

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from simcse.evaluation.tables import EvalDataError, read_columns, text_value
+from simcse.evaluation.tables import EvalDataError, read_columns, text_lines, text_value
 from simcse.io import atomic_dir
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
@@ -40,10 +40,8 @@ def _jsonl_texts(path: str, what: str, with_title: bool) -> dict[str, str]:
         raise EvalDataError(f"{path}: not found (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
     texts: dict[str, str] = {}
     first: dict[str, int] = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+    for i, line in enumerate(text_lines(path), start=1):
+        if line.strip():
             where = f"{path}:{i}"
             try:
                 record = json.loads(line)
@@ -71,24 +69,23 @@ def _read_qrels(path: str, queries: Mapping[str, str], corpus: Mapping[str, str]
         found = sorted(n[:-4] for n in os.listdir(folder) if n.endswith(".tsv")) if os.path.isdir(folder) else []
         raise EvalDataError(f"{path}: not found (splits here: {', '.join(found) or 'none'})")
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for i, line in enumerate(f, start=1):
-            fields = [x.strip() for x in line.rstrip("\r\n").split("\t")]
-            if not any(fields) or (i == 1 and tuple(fields) == QRELS_HEADER):
-                continue
-            where = f"{path}:{i}"
-            if len(fields) != 3:
-                raise EvalDataError(f"{where}: expected 3 tab-separated fields (query-id, corpus-id, score)")
-            qid, did, score = fields
-            if qid not in queries:
-                raise EvalDataError(f"{where}: query id {qid!r} is not in queries.jsonl")
-            if did not in corpus:
-                raise EvalDataError(f"{where}: document id {did!r} is not in corpus.jsonl")
-            if not score.lstrip("-").isdigit() or int(score) < 0:
-                raise EvalDataError(f"{where}: score {score!r} is not an integer >= 0")
-            if did in qrels.setdefault(qid, {}):
-                raise EvalDataError(f"{where}: query {qid!r} and document {did!r} are judged twice")
-            qrels[qid][did] = int(score)
+    for i, line in enumerate(text_lines(path), start=1):
+        fields = [x.strip() for x in line.rstrip("\r\n").split("\t")]
+        if not any(fields) or (i == 1 and tuple(fields) == QRELS_HEADER):
+            continue
+        where = f"{path}:{i}"
+        if len(fields) != 3:
+            raise EvalDataError(f"{where}: expected 3 tab-separated fields (query-id, corpus-id, score)")
+        qid, did, score = fields
+        if qid not in queries:
+            raise EvalDataError(f"{where}: query id {qid!r} is not in queries.jsonl")
+        if did not in corpus:
+            raise EvalDataError(f"{where}: document id {did!r} is not in corpus.jsonl")
+        if not score.lstrip("-").isdigit() or int(score) < 0:
+            raise EvalDataError(f"{where}: score {score!r} is not an integer >= 0")
+        if did in qrels.setdefault(qid, {}):
+            raise EvalDataError(f"{where}: query {qid!r} and document {did!r} are judged twice")
+        qrels[qid][did] = int(score)
     if not any(rel > 0 for docs in qrels.values() for rel in docs.values()):
         raise EvalDataError(f"{path}: no relevant document (no line with score > 0)")
     return qrels

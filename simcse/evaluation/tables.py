@@ -80,36 +80,40 @@ def _pick(record: Mapping[str, Any], rename: Mapping[str, str]) -> dict[str, Any
     return {ours: record.get(theirs) for ours, theirs in rename.items()}
 
 
-def _csv_rows(path: str, fmt: str, rename: Mapping[str, str], optional: Collection[str]) -> Iterator:
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",")
-        try:
-            header = [h.strip() for h in next(reader, [])]
-        except (csv.Error, UnicodeDecodeError) as err:
-            raise EvalDataError(f"{path}:1: cannot read the header ({err})") from None
-        if not any(header):
-            raise EvalDataError(f"{path}: empty (expected a header row naming {', '.join(rename.values())})")
-        _missing(f"{path}:1", rename, optional, header)
-        while True:
-            line = reader.line_num + 1
+def text_lines(path: str) -> Iterator[str]:
+    """The file's lines as text (a byte-order mark dropped); bytes that are not UTF-8 are named by line."""
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, start=1):
             try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as err:
-                raise EvalDataError(f"{path}:{line}: malformed {fmt.upper()} ({err})") from None
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
+                yield raw.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise EvalDataError(f"{path}:{i}: invalid UTF-8 ({err.reason})") from None
+
+
+def _csv_rows(path: str, fmt: str, rename: Mapping[str, str], optional: Collection[str]) -> Iterator:
+    reader = csv.reader(text_lines(path), delimiter="\t" if fmt == "tsv" else ",")
+    try:
+        header = [h.strip() for h in next(reader, [])]
+    except csv.Error as err:
+        raise EvalDataError(f"{path}:1: cannot read the header ({err})") from None
+    if not any(header):
+        raise EvalDataError(f"{path}: empty (expected a header row naming {', '.join(rename.values())})")
+    _missing(f"{path}:1", rename, optional, header)
+    last = reader.line_num  # a record may span lines (a quoted newline): it is named by its first
+    try:
+        for row in reader:
+            line, last = last + 1, reader.line_num
+            if len(row) != len(header) and any(cell.strip() for cell in row):
                 raise EvalDataError(f"{path}:{line}: expected {len(header)} fields, found {len(row)}")
-            yield f"{path}:{line}", _pick(dict(zip(header, row)), rename)
+            if any(cell.strip() for cell in row):
+                yield f"{path}:{line}", _pick(dict(zip(header, row)), rename)
+    except csv.Error as err:
+        raise EvalDataError(f"{path}:{last + 1}: malformed {fmt.upper()} ({err})") from None
 
 
 def _jsonl_rows(path: str, fmt: str, rename: Mapping[str, str], optional: Collection[str]) -> Iterator:
-    with open(path, encoding="utf-8-sig") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+    for i, line in enumerate(text_lines(path), start=1):
+        if line.strip():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
