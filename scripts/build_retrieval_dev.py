@@ -1,17 +1,18 @@
 """Build a small retrieval set from STS-B, offline, in the BEIR layout (``simcse eval --retrieval FOLDER``).
 
 Queries and relevant passages are STS-B pairs scored >= 4 of 5 (near paraphrases): one sentence is the
-query, the other its relevant passage. The corpus is every other distinct STS-B sentence (train, dev and
-test: 15k sentences; ``--distractors eval``: dev and test only, 5k), so a query competes with thousands
-of unrelated and partly related sentences.
+query, the other its relevant passage. The corpus is every other distinct sentence of STS-B dev and test
+(4,817 passages; ``--distractors all`` adds train's: 14,856), so a query competes with thousands of
+unrelated and partly related sentences.
 
 Splits and leakage:
-- ``qrels/dev.tsv`` comes from STS-B **dev** pairs only: select checkpoints with it. STS-B dev is also what
-  the paper selects on, so it adds no new leak, and it never touches STS-B test.
-- ``qrels/test.tsv`` comes from STS-B **test** pairs: report on it, never select on it. Its queries and
-  passages also sit in the dev corpus, but only as unlabelled text (their scores are not used by dev).
-- STS-B train sentences are distractors only. SimCSE's training data (Wikipedia sentences, NLI) shares no
-  sentence with STS (see the data directory's README), so no query or passage was seen in training.
+- ``qrels/dev.tsv`` comes from STS-B **dev** pairs only: select checkpoints with it. STS-B dev is what the
+  paper selects on too, so it adds no new leak, and no STS-B test score is used.
+- ``qrels/test.tsv`` comes from STS-B **test** pairs: report on it, never select on it. Its passages are
+  also unlabelled distractors for the dev queries (their test scores play no part there).
+- STS-B train sentences (``--distractors all``) are distractors only. SimCSE's training data (Wikipedia
+  sentences, NLI) shares no sentence with STS (see the data directory's README), so no query or passage
+  was seen in training.
 - A text (compared lower-cased on word characters) is a query or a passage, never both, and appears once:
   a query never finds itself or a copy of itself in the corpus.
 - Near-paraphrases that STS-B did not pair are not judged: they count as misses, as in every sparse-label
@@ -39,7 +40,7 @@ def _key(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
-def build(data_dir: str | None, min_score: float = 4.0, distractors: str = "all") -> tuple[RetrievalData, dict]:
+def build(data_dir: str | None, min_score: float = 4.0, distractors: str = "eval") -> tuple[RetrievalData, dict]:
     """Queries, corpus and ``{split: qrels}`` from STS-B (see the module's notes).
 
     Args:
@@ -88,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="the BEIR folder to write (replaced if it exists)")
     parser.add_argument("--min-score", type=float, default=4.0, help="STS-B score of a relevant pair (default 4)")
     parser.add_argument(
-        "--distractors", choices=("all", "eval"), default="all", help="corpus from all STS-B splits or dev+test"
-    )
+        "--distractors", choices=("eval", "all"), default="eval",
+        help="corpus: dev and test sentences (default, 4,817) or all STS-B splits (14,856)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data, qrels = build(args.data_dir, args.min_score, args.distractors)
