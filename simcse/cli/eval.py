@@ -11,10 +11,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -29,16 +26,14 @@ from simcse.cli.common import (
     one_line,
     run_command,
 )
-from simcse.cli.eval_evaluators import add_evaluator_arguments, evaluator_specs, format_metrics, start_processes
+from simcse.cli.eval_evaluators import add_evaluator_arguments, evaluator_specs, start_processes
+from simcse.cli.eval_report import report, write
 from simcse.cli.mteb_eval import add_mteb_arguments, run_mteb
-from simcse.data_dir import resolve_data_dir
 from simcse.evaluation.sharding import PeerFailedError
 from simcse.evaluation.tasks import TASKS, STSTask, load_task
-from simcse.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-JSON_FORMAT_VERSION = 1
 DESCRIPTION = (
     "Evaluate sentence encoders on STS12-16, STS-B and SICK-R (SentEval protocol, as in the SimCSE paper), "
     "and on your own retrieval, pair classification and STS data."
@@ -194,54 +189,6 @@ def evaluate_model(
     return record
 
 
-def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
-    """The run's settings and library versions, as recorded in the JSON file."""
-    import torch
-    import transformers
-
-    from simcse import __version__
-
-    return {
-        "tasks": list(args.tasks),
-        "evaluators": getattr(args, "specs", []),
-        "data_dir": resolve_data_dir(args.data_dir),
-        "stsb_split": args.stsb_split,
-        "sick_mode": args.sick_mode,
-        "batch_size": args.batch_size,
-        "device": device,
-        "pooler_override": args.pooler,
-        "align_uniform": args.align_uniform,
-        "protocol": "SentEval: cosine, Spearman x 100; STS12-16 headline = all subsets pooled",
-        "versions": {
-            "simcse": __version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-        },
-    }
-
-
-def plot_align_uniform(records: Sequence[dict[str, Any]], path: str) -> None:
-    """The models on the paper's Fig. 2 axes (see :func:`simcse.plots.plot_align_uniform`).
-
-    Args:
-        records: Model records with ``model``, ``pooler``, ``avg``, ``alignment`` and ``uniformity``.
-        path: Image file to write (the format follows its extension); replaced atomically.
-    """
-    from simcse.plots import plot_align_uniform as plot
-
-    points = [{**r, "label": f"{_short_name(r['model'])} ({r['pooler']})\nSTS avg. {r['avg']:.2f}"} for r in records]
-    plot(path, points, title=f"Alignment vs uniformity, STS-B {records[0]['align_uniform_split']}")
-
-
-def _short_name(model: str) -> str:
-    # a local folder is named by its last two parts ("runs/unsup/best" -> "unsup/best"), a hub model in full
-    if not os.path.isdir(model):
-        return model
-    parts = os.path.normpath(os.path.abspath(model)).split(os.sep)
-    return "/".join(parts[-2:])
-
-
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``simcse eval``: load the data, evaluate each model, print tables, write JSON and plot.
 
@@ -281,9 +228,9 @@ def run_eval(args: argparse.Namespace) -> int:
                 raise SystemExit(1) from None
             raise CommandError(str(err)) from None
         if rank == 0:
-            print(_report(records[-1]), flush=True)
+            print(report(records[-1]), flush=True)
     if rank == 0:
-        _write(args, records, device)
+        write(args, records, device)
     return 0
 
 
@@ -297,27 +244,6 @@ def _load_data(args: argparse.Namespace) -> tuple[dict[str, STSTask], list[Any]]
     if args.plot and not args.tasks:
         raise CommandError("--plot draws the STS table's alignment and uniformity: name STS tasks with --tasks")
     return load_tasks(args), build_evaluators(args.specs, args.data_dir)
-
-
-def _report(record: dict[str, Any]) -> str:
-    from simcse.evaluation.scoring import format_table
-
-    parts = [f"{record['model']} (pooler {record['pooler']})"]
-    if "tasks" in record:
-        parts.append(format_table(record))
-    if "evaluators" in record:
-        parts.append(format_metrics(record["evaluators"]))
-    return "\n".join(parts) + "\n"
-
-
-def _write(args: argparse.Namespace, records: list[dict[str, Any]], device: str) -> None:
-    if args.output:
-        report = {"format_version": JSON_FORMAT_VERSION, "settings": settings(args, device), "models": records}
-        atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
-        logger.info("wrote %s", args.output)
-    if args.plot:
-        plot_align_uniform(records, args.plot)
-        logger.info("wrote %s", args.plot)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
