@@ -197,3 +197,30 @@ def init_cpu_group_from_env(timeout_s: float) -> tuple[int, int]:
     if world > 1 and not (dist.is_available() and dist.is_initialized()):
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return rank_and_world()
+
+
+def collective_device() -> torch.device:
+    """Where tensors for a collective must live: the current GPU under NCCL, else the CPU (gloo)."""
+    if is_distributed() and "nccl" in str(dist.get_backend()) and "gloo" not in str(dist.get_backend()):
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def gather_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``rows`` over processes in rank order; each process may hold a different number of rows.
+
+    No gradient. Shapes other than the first must agree; the result is on ``rows``' device. Two
+    collectives (the row counts, then the rows padded to the largest count); every process must call it.
+    """
+    if not is_distributed():
+        return rows
+    device = collective_device()
+    count = torch.tensor([rows.shape[0]], device=device)
+    counts = [torch.empty_like(count) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, count)
+    sizes = [int(c) for c in counts]
+    padded = torch.zeros((max(sizes), *rows.shape[1:]), dtype=rows.dtype, device=device)  # (max rows, ...)
+    padded[: rows.shape[0]] = rows.to(device)
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)]).to(rows.device)  # (sum of rows, ...)

@@ -25,6 +25,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def spread_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny random BERT whose vectors are spread out (rankings far from float noise; see ``build_tiny_bert_dir``)."""
+    return build_tiny_bert_dir(str(tmp_path_factory.mktemp("spread_bert")), initializer_range=1.0)
+
+
+@pytest.fixture(scope="session")
 def tiny_encoder(tiny_model_dir: str):
     """A tiny :class:`simcse.Encoder` with ``avg`` pooling, in eval mode."""
     from simcse import Encoder

@@ -126,6 +126,8 @@ SCRIPT_CALLS = {
     "bench/bench_train.py": {"prepare", "to_device"},
     "bench/bench_data.py": {"prepare", "load_training_views"},
     "demos/demo_mining.py": {"train", "mine_hard_negatives", "write_triplets", "score_suite", "score_run"},
+    "bench/bench_retrieval.py": {"load_beir", "search", "decode"},
+    "bench/build_retrieval_dev.py": {"load_stsb", "write_beir", "senteval_dir"},
 }
 
 

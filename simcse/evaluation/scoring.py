@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from simcse.evaluation.metrics import aggregate, alignment, cosine_pairs, uniformity
+from simcse.evaluation.sharding import encode_split
 from simcse.evaluation.tasks import PAPER_COLUMNS, STS_SUBSETS, TASKS, STSTask, load_task
 from simcse.io import StrPath
 
@@ -112,6 +113,7 @@ def score_suite(
     truncate_dim: int | None = None,
     align_uniform: bool = True,
     show_progress_bar: bool = False,
+    split_across_processes: bool = False,
     **evaluate_kwargs: Any,
 ) -> dict:
     """Score an :class:`~simcse.Encoder` on STS tasks (default: the paper's 7 test sets).
@@ -131,6 +133,8 @@ def score_suite(
             :func:`simcse.quantize.truncate_embeddings`); cosine, alignment and uniformity normalise them.
         align_uniform: Also report alignment and uniformity on STS-B.
         show_progress_bar: Show a tqdm bar while encoding.
+        split_across_processes: Every process of the run calls this together; each encodes a share of the
+            sentences (see :mod:`simcse.evaluation.sharding`) and all get the same result.
         **evaluate_kwargs: ``stsb_split``, ``sick_mode``, ``loaded``: see :func:`evaluate_sts`.
 
     Returns:
@@ -148,7 +152,8 @@ def score_suite(
             truncate_dim=truncate_dim,
         )  # fmt: skip
 
-    return evaluate_sts(encode, list(tasks), data_dir, align_uniform=align_uniform, **evaluate_kwargs)
+    run = (lambda sentences: encode_split(encode, sentences)) if split_across_processes else encode
+    return evaluate_sts(run, list(tasks), data_dir, align_uniform=align_uniform, **evaluate_kwargs)
 
 
 def format_table(result: dict) -> str:

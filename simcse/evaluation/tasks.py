@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from simcse.data_dir import DOWNLOAD_HINT, senteval_dir
+from simcse.evaluation.tables import FORMATS, number_value, read_columns, text_value
 from simcse.io import StrPath
 
 STS_SUBSETS: dict[str, tuple[str, ...]] = {
@@ -178,13 +181,37 @@ def load_custom(path: StrPath, low: float = 0.0, high: float = 5.0) -> STSTask:
     return STSTask(name, (_pairs(name, s1, s2, scores),))
 
 
+def load_scored_pairs(
+    path: StrPath | None = None, *, columns: Mapping[str, str] | None = None, **source: Any
+) -> STSTask:
+    """Scored pairs from a custom ``.tsv``/``.txt`` file (:func:`load_custom`), or from named columns.
+
+    Args:
+        path: The file: ``.tsv``/``.txt`` without ``columns`` is the headerless custom format; otherwise
+            ``sentence1``, ``sentence2``, ``score`` columns (any finite scores) of a CSV, TSV, JSON lines or
+            Parquet file (see :func:`~simcse.evaluation.tables.read_columns`).
+        columns: The file's names for ``sentence1``, ``sentence2``, ``score``, where they differ.
+        **source: ``dataset``, ``config``, ``split``: a hub dataset instead of ``path``.
+    """
+    if path is not None and os.fspath(path).endswith((".tsv", ".txt")) and columns is None:
+        return load_custom(os.fspath(path))
+    s1, s2, scores = [], [], []
+    for where, row in read_columns(path, ("sentence1", "sentence2", "score"), columns=columns, **source):
+        s1.append(text_value(where, "sentence1", row["sentence1"]))
+        s2.append(text_value(where, "sentence2", row["sentence2"]))
+        scores.append(number_value(where, "score", row["score"]))
+    name = source.get("dataset") or os.path.splitext(os.path.basename(os.fspath(path or "")))[0]
+    return STSTask(name, (_pairs(name, s1, s2, scores),))
+
+
 def load_task(
     task: StrPath, data_dir: StrPath | None = None, stsb_split: str = "test", sick_mode: str = "test"
 ) -> STSTask:
     """Load a task by name (see :data:`TASKS`) or a custom STS file path.
 
     Args:
-        task: ``STS12``...``STS16``, ``STSBenchmark``, ``SICKRelatedness`` or a file path (``str`` or ``os.PathLike``).
+        task: ``STS12``...``STS16``, ``STSBenchmark``, ``SICKRelatedness`` or a file path (see
+            :func:`load_scored_pairs`).
         data_dir: Data directory (see :func:`simcse.data_dir.resolve_data_dir`).
         stsb_split: ``dev`` or ``test`` (or ``train``) for STS-B.
         sick_mode: ``test`` (SentEval), ``dev`` (the trial split) or ``full`` (MTEB: all 9,927 pairs).
@@ -200,6 +227,8 @@ def load_task(
         if sick_mode not in (*SICK_FILES, "full"):
             raise ValueError(f"SICK mode must be one of train, dev, test, full; got {sick_mode!r}")
         return load_sick(senteval_dir(data_dir), sick_mode)
+    if task.endswith(tuple(FORMATS)):
+        return load_scored_pairs(task)
     if os.path.exists(task) or os.sep in task or task.endswith((".tsv", ".txt")):
         return load_custom(task)
     raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)} or give an STS file path")

@@ -159,3 +159,48 @@ def test_usage_errors(tiny_model_dir: str, capsys) -> None:
     with pytest.raises(SystemExit) as err:
         main(["--version"])
     assert err.value.code == 0 and capsys.readouterr().out.startswith("simcse ")
+
+
+# ------------------------------------------------------------------ retrieval, pair classification, specs
+@pytest.fixture(scope="module")
+def beir_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from simcse.evaluation.retrieval_data import RetrievalData, write_beir
+
+    corpus = {"d1": "a man plays the guitar", "d2": "the cat sits", "d3": "a dog runs in the park"}
+    data = RetrievalData({"q1": "a man plays", "q2": "a dog runs"}, corpus, {})
+    return write_beir(tmp_path_factory.mktemp("beir") / "mini", data, {"dev": {"q1": {"d1": 1}, "q2": {"d3": 1}}})
+
+
+def test_retrieval_and_pair_classification_run_alone(tiny_model_dir: str, beir_folder: str, tmp_path, capsys) -> None:
+    pairs = tmp_path / "dup.csv"
+    pairs.write_text("sentence1,sentence2,label\na man plays,a man plays music,1\nthe cat,a dog,0\n", encoding="utf-8")
+    spec = tmp_path / "evals.yaml"
+    spec.write_text(f"- {{type: retrieval, name: mine, path: {beir_folder}, split: dev, cutoffs: {{ndcg: [1, 2]}}}}\n")
+    out = tmp_path / "r.json"
+    rc = main(["eval", "--model", tiny_model_dir, "--retrieval", beir_folder, "--retrieval-split", "dev",
+               "--pair-classification", str(pairs), "--evaluators", str(spec), "--output", str(out),
+               "--no-progress"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "STS-B" not in captured.out  # no STS table unless --tasks names tasks
+    assert [line.split(":")[0] for line in captured.out.splitlines()[1:4]] == ["mini", "dup", "mine"]
+    report = json.loads(out.read_text(encoding="utf-8"))
+    [record] = report["models"]
+    assert "tasks" not in record and report["settings"]["tasks"] == []
+    assert set(record["evaluators"]) >= {"mini/ndcg@10", "mini/recall@100", "dup/cosine_ap", "mine/ndcg@2"}
+    assert [s["name"] for s in report["settings"]["evaluators"]] == ["mini", "dup", "mine"]
+
+
+def test_bad_retrieval_data_is_one_line_before_any_model(beir_folder: str, tmp_path, capsys) -> None:
+    import shutil
+
+    folder = shutil.copytree(beir_folder, tmp_path / "bad")
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td7\t1\n", encoding="utf-8")
+    assert (
+        main(["eval", "--model", str(tmp_path / "no-model"), "--retrieval", str(folder), "--retrieval-split", "dev"])
+        == 1
+    )
+    expected = f"simcse eval: error: {folder}/qrels/dev.tsv:2: document id 'd7' is not in corpus.jsonl"
+    assert _error_lines(capsys.readouterr().err) == [expected]  # the data fails first: no model was loaded
+    assert main(["eval", "--model", "x", "--retrieval", beir_folder, "--plot", "p.png"]) == 1
+    assert "--plot draws the STS table" in capsys.readouterr().err

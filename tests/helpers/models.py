@@ -31,8 +31,12 @@ def build_tokenizer(folder: str):
     return tok
 
 
-def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True) -> str:
-    """Save a tiny random BertModel (2 layers, hidden 32) plus tokenizer into ``folder``."""
+def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True, initializer_range: float = 0.02) -> str:
+    """Save a tiny random BertModel (2 layers, hidden 32) plus tokenizer into ``folder``.
+
+    ``initializer_range`` 1.0 spreads its vectors (cosines from -0.3 to 1; at 0.02 they all lie within
+    1e-4 of each other, so float noise would reorder a ranking).
+    """
     import torch
     from transformers import BertConfig, BertModel
 
@@ -44,6 +48,7 @@ def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True) ->
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = BertModel(config, add_pooling_layer=with_pooler)
