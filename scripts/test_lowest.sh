@@ -4,6 +4,8 @@
 # --python-platform x86_64-manylinux_2_28 --no-header`; regenerate it when a lower bound changes
 # (tests/test_packaging.py checks that it pins exactly pyproject's lower bounds). torch 2.11 comes from PyPI
 # (a CUDA build, several GB; it runs on the CPU): these are also the GPU check's image's versions.
+# `--install-only` builds the environment and stops (CI runs it beside the main suite: the download and
+# unpacking overlap the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -16,6 +18,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv-lowest/bin/python -m pip install -q -r .ci/lowest.txt
   .venv-lowest/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
+fi
+if [ "${1:-}" = "--install-only" ]; then
+  exit 0
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export SIMCSE_DATA_DIR=${SIMCSE_DATA_DIR:-../shared/data}

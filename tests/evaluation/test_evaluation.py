@@ -217,7 +217,11 @@ def test_nearly_collapsed_embeddings_still_rank() -> None:
 # ------------------------------------------------------------------ parity with sentence-transformers
 @pytest.mark.slow
 def test_scores_equal_sentence_transformers_evaluator(minilm_path, shared_data: str) -> None:
-    """all-MiniLM-L6-v2: every subset score equals EmbeddingSimilarityEvaluator's spearman_cosine x 100."""
+    """all-MiniLM-L6-v2: every subset score equals EmbeddingSimilarityEvaluator's spearman_cosine x 100.
+
+    Three tasks (STS13's 3 subsets, STS16's 5, STS-B test): the same code scores all seven, and encoding all
+    26,579 sentences twice took minutes of CI; ``scripts/bench/bench_eval.py`` compares the whole suite.
+    """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
     from sentence_transformers.util import pairwise_cos_sim
@@ -235,9 +239,10 @@ def test_scores_equal_sentence_transformers_evaluator(minilm_path, shared_data: 
             return np.stack([self.cache[s] for s in sentences])
 
     encoder = Encoder.from_pretrained(str(minilm_path))
-    ours = evaluate_sts(lambda s: encoder.encode(s, batch_size=64), TASKS, data_dir=shared_data)
+    names = ["STS13", "STS16", "STSBenchmark"]
+    ours = evaluate_sts(lambda s: encoder.encode(s, batch_size=64), names, data_dir=shared_data)
 
-    tasks = [load_task(t, shared_data) for t in TASKS]
+    tasks = [load_task(t, shared_data) for t in names]
     sentences = list(dict.fromkeys(s for t in tasks for sub in t.subsets for s in (*sub.sentences1, *sub.sentences2)))
     st = SentenceTransformer(str(minilm_path), device="cpu")
     cache = dict(zip(sentences, st.encode(sentences, batch_size=64)))
@@ -269,6 +274,6 @@ def test_scores_equal_sentence_transformers_evaluator(minilm_path, shared_data: 
                 assert mine == pytest.approx(theirs_tied, abs=0.2), name
                 assert mine == pytest.approx(theirs, abs=0.2), name
                 noisy.append(name)
-    assert raw_equal + len(noisy) == 5 + 3 + 6 + 5 + 5 + 1 + 1
-    assert raw_equal >= 15, noisy
+    assert raw_equal + len(noisy) == 3 + 5 + 1
+    assert raw_equal >= 6, noisy
     assert 60 < ours["tasks"]["STSBenchmark"]["score"] < 95  # sanity: a real model, not noise
