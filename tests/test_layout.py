@@ -35,7 +35,7 @@ LIBRARY = os.path.join(REPO, "simcse")
 # ground floor the small helper modules may import each other, on every other floor no two units do
 FLOORS = [
     ("io", "distributed", "search", "quantize", "data_dir", "plots", "mining", "publish", "install_check"),
-    ("encoder", "objectives"),
+    ("encoder", "objectives", "augment"),
     ("config",),
     ("data",),
     ("evaluation", "corpus"),
