@@ -65,7 +65,9 @@ class AugmentedViews:
         self._synonyms: Any = None
         self.filler = None
         if any(s.kind == "mlm" for s in self.specs):
-            self.filler = MaskedLMFiller(cfg.augment_model or cfg.model_name_or_path, tokenizer.mask_token_id, self.special)
+            self.filler = MaskedLMFiller(
+                cfg.augment_model or cfg.model_name_or_path, tokenizer.mask_token_id, self.special
+            )
             _check_vocabulary(self.filler.name_or_path, tokenizer)
 
     def __len__(self) -> int:
@@ -102,12 +104,16 @@ class AugmentedViews:
         table = self._table[source]
         rngs = [view_rng(self.cfg.seed, step, r, v) for r in rows]
         if spec.level == "word":
-            texts = [" ".join(self._words(spec, t.split(), g)) for t, g in zip(table.column("text_0").to_pylist(), rngs)]
+            texts = [
+                " ".join(self._words(spec, t.split(), g)) for t, g in zip(table.column("text_0").to_pylist(), rngs)
+            ]
             features = encode_column(self.tokenizer, texts, self.cfg.text_columns[0], self.cfg)
         else:
             features = {k: table.column(f"{k}_0").to_pylist() for k in self.keys}
             if spec.kind == "token_shuffle":
-                features["input_ids"] = [token_shuffle(ids, self.special, g) for ids, g in zip(features["input_ids"], rngs)]
+                features["input_ids"] = [
+                    token_shuffle(ids, self.special, g) for ids, g in zip(features["input_ids"], rngs)
+                ]
             elif spec.kind == "mlm":
                 ids = features["input_ids"]
                 where = [mlm_positions(x, self.special, spec.rate or 0.15, g) for x, g in zip(ids, rngs)]
@@ -115,7 +121,9 @@ class AugmentedViews:
         if self.cutoff:
             ids = features["input_ids"]
             if spec.kind == "token_cutoff":
-                features["attention_mask"] = [token_cutoff(x, self.special, spec.rate or 0.1, g) for x, g in zip(ids, rngs)]
+                features["attention_mask"] = [
+                    token_cutoff(x, self.special, spec.rate or 0.1, g) for x, g in zip(ids, rngs)
+                ]
             else:
                 features["attention_mask"] = [[1] * len(x) for x in ids]
         return features

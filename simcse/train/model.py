@@ -123,9 +123,10 @@ class ContrastiveModel(nn.Module):
             z = grouped_forward(functools.partial(self.encoder, use_head=True), batch, group_rows)  # (rows, dim)
         else:  # view-major rows: the first view's half through the encoder, the second's through its copy
             half = batch["input_ids"].shape[0] // 2
+            sides = ((self.encoder, slice(0, half)), (self.second, slice(half, None)))
             z = torch.cat([
-                grouped_forward(functools.partial(enc, use_head=True), {k: v[part] for k, v in batch.items()}, group_rows)
-                for enc, part in ((self.encoder, slice(0, half)), (self.second, slice(half, None)))
+                grouped_forward(functools.partial(e, use_head=True), {k: v[rows] for k, v in batch.items()}, group_rows)
+                for e, rows in sides
             ])  # fmt: skip
         if mlm is None and not predict:
             return z

@@ -19,8 +19,8 @@ from typing import Any
 from simcse.config import TrainConfig
 from simcse.data.cache import load_training_views
 from simcse.data.loader import MapData
-from simcse.data.views import AugmentedViews
 from simcse.data.stream import StreamData
+from simcse.data.views import AugmentedViews
 from simcse.distributed import launched_on_cpu_only, setup_wait_group
 from simcse.train.model import build_model
 from simcse.train.objective_step import ObjectiveStep
