@@ -33,7 +33,7 @@ def test_crop_removes_one_contiguous_span_of_the_fraction():
         for rng in rngs():
             out = crop(WORDS, rate, rng)
             assert len(out) == 10 - gone
-            start = next(i for i, (a, b) in enumerate(zip(out + [None], WORDS)) if a != b)  # first word missing
+            start = next(i for i, (a, b) in enumerate(zip([*out, None], WORDS)) if a != b)  # first word missing
             assert out == WORDS[:start] + WORDS[start + gone :]  # the removed words are one span
             starts.add(start)
     assert len(starts) > 3  # the span's place is drawn
@@ -139,4 +139,4 @@ def test_mlm_fills_the_masks_with_the_models_top_prediction(tiny_mlm_dir):
 
 def test_mlm_view_without_a_masked_lm_head_is_refused(tiny_model_dir):
     with pytest.raises(ValueError, match="no masked-LM head"):
-        MaskedLMFiller(tiny_model_dir, 4, frozenset()).model
+        _ = MaskedLMFiller(tiny_model_dir, 4, frozenset()).model
