@@ -117,7 +117,7 @@ class AugmentedViews:
             elif spec.kind == "mlm":
                 ids = features["input_ids"]
                 where = [mlm_positions(x, self.special, spec.rate or 0.15, g) for x, g in zip(ids, rngs)]
-                features["input_ids"] = [self.filler(x, p) for x, p in zip(ids, where)]  # type: ignore[misc]
+                features["input_ids"] = self.filler.fill(ids, where)  # type: ignore[union-attr]
         if self.cutoff:
             ids = features["input_ids"]
             if spec.kind == "token_cutoff":

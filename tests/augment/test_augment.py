@@ -140,3 +140,20 @@ def test_mlm_fills_the_masks_with_the_models_top_prediction(tiny_mlm_dir):
 def test_mlm_view_without_a_masked_lm_head_is_refused(tiny_model_dir):
     with pytest.raises(ValueError, match="no masked-LM head"):
         _ = MaskedLMFiller(tiny_model_dir, 4, frozenset()).model
+
+
+def test_mlm_fill_of_a_sentence_does_not_depend_on_its_batch(tiny_mlm_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_mlm_dir)
+    special = frozenset(tok.all_special_ids)
+    texts = ["a man is playing the guitar", "the old dog runs in the park", "a child eats bread", "red car"] * 5
+    ids = [tok(t)["input_ids"] for t in texts]
+    where = [mlm_positions(x, special, 0.3, np.random.default_rng(i)) for i, x in enumerate(ids)]
+    filler = MaskedLMFiller(tiny_mlm_dir, tok.mask_token_id, special, width=16, chunk=4)
+    together = filler.fill(ids, where)  # 20 sentences: 5 chunks
+    alone = [filler(x, p) for x, p in zip(ids, where)]
+    split = filler.fill(ids[:7], where[:7]) + filler.fill(ids[7:], where[7:])  # another split: other chunks
+    assert together == alone == split
+    few = MaskedLMFiller(tiny_mlm_dir, tok.mask_token_id, special, width=16, chunk=4, max_masks=max(map(len, where)))
+    assert few.fill(ids, where) == together  # the head on the masked positions only: the same fill
