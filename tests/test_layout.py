@@ -125,6 +125,7 @@ SCRIPT_CALLS = {
     "bench/bench_quality_cpu.py": {"train", "score_suite", "score_run"},
     "bench/bench_train.py": {"prepare", "to_device"},
     "bench/bench_data.py": {"prepare", "load_training_views"},
+    "bench/bench_views.py": {"load_training_views", "build_model", "compute_loss"},
     "demos/demo_mining.py": {"train", "mine_hard_negatives", "write_triplets", "score_suite", "score_run"},
 }
 

@@ -21,6 +21,7 @@ logger = logging.getLogger("reproduce_findings")
 
 NOTES_START, NOTES_END = "<!-- notes:start -->", "<!-- notes:end -->"
 ALL_TABLES = (*TABLES, *VIEW_TABLES)
+VIEWS_RECIPE = "each row's change to the unsup recipe in `scripts/findings/findings_views.py` (dropout 0.1 unless said)"
 ALL_VERDICTS = {**VERDICTS, **VIEW_VERDICTS}
 
 
@@ -115,11 +116,12 @@ def _notes(path: str) -> str:
 
 def budget_markdown(args: argparse.Namespace, lr: float, sup_lr: float, results: dict[str, dict[str, Any]]) -> str:
     """The shared recipe, and wall time per run."""
+    full = selected_tables(getattr(args, "tables", None)) == ALL_TABLES
     trained = [r for r in results.values() if r.get("kind") == "train"]
     train_s = [r["train_s"] for r in trained]
     eval_s = [r["eval_s"] for r in trained]
     total_s = _total_wall(args.out)
-    rows = [
+    rows: list[tuple[str, str]] = [
         ("start (every row)", f"`{args.model}`"),
         (
             "unsupervised data",
@@ -144,6 +146,9 @@ def budget_markdown(args: argparse.Namespace, lr: float, sup_lr: float, results:
             f"`{args.threads or 'default'}` thread(s))",
         ),
     ]
+    if not full:  # Tables 1 and 2 alone: no supervised row, one seed
+        rows[2] = ("views, positives, two encoders", VIEWS_RECIPE)
+        rows[6] = ("seeds", f"{args.seed} for every row (one seed; the seed spread is in reports/findings.md)")
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
