@@ -17,7 +17,8 @@ def _wordnet(data_dir: str | None) -> object:
         import nltk
         from nltk.corpus import wordnet
     except ImportError as err:
-        raise ImportError("synonym views need NLTK: pip install 'simcse-toolkit[augment]' (or pip install nltk)") from err
+        hint = "pip install 'simcse-toolkit[augment]' (or pip install nltk)"
+        raise ImportError(f"synonym views need NLTK: {hint}") from err
     local = os.path.join(resolve_data_dir(data_dir), "nltk_data")
     if os.path.isdir(local) and local not in nltk.data.path:
         nltk.data.path.append(local)

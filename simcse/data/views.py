@@ -32,6 +32,7 @@ from simcse.augment import (
     word_deletion,
     word_repetition,
 )
+from simcse.augment.spec import count
 from simcse.config import TrainConfig
 from simcse.data.columns import encode_column
 from simcse.encoder.padding import pad_ragged, ragged
@@ -62,13 +63,22 @@ class AugmentedViews:
         self.special = frozenset(int(i) for i in tokenizer.all_special_ids)
         self.cutoff = any(s.kind == "token_cutoff" for s in self.specs)
         self._table = base.data.with_format("arrow")
+        # loaded here, before the loader's workers fork (they share it), so that a missing WordNet or a
+        # masked LM without its head stops the run at start, on every process
         self._synonyms: Any = None
+        if any(s.kind == "synonym" for s in self.specs):
+            from simcse.augment.wordnet import synonym_lookup
+
+            self._synonyms = synonym_lookup(cfg.data_dir)
         self.filler = None
-        if any(s.kind == "mlm" for s in self.specs):
+        mlm = [s.rate or 0.15 for s in self.specs if s.kind == "mlm"]
+        if mlm:
             self.filler = MaskedLMFiller(
-                cfg.augment_model or cfg.model_name_or_path, tokenizer.mask_token_id, self.special
-            )
+                cfg.augment_model or cfg.model_name_or_path, tokenizer.mask_token_id, self.special,
+                width=cfg.max_seq_len, max_masks=max(count(max(mlm), cfg.max_seq_len), 1),
+            )  # fmt: skip
             _check_vocabulary(self.filler.name_or_path, tokenizer)
+            _ = self.filler.model
 
     def __len__(self) -> int:
         """Examples that can be anchors: with next-sentence positives, every line but the last."""
@@ -135,10 +145,6 @@ class AugmentedViews:
             return word_deletion(words, spec.rate, rng)
         if spec.kind == "word_repetition":
             return word_repetition(words, spec.rate or 0.2, rng)
-        if self._synonyms is None:
-            from simcse.augment.wordnet import synonym_lookup
-
-            self._synonyms = synonym_lookup(self.cfg.data_dir)
         return synonym_replacement(words, spec.rate, rng, self._synonyms)
 
 
