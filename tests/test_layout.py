@@ -35,7 +35,7 @@ LIBRARY = os.path.join(REPO, "simcse")
 # ground floor the small helper modules may import each other, on every other floor no two units do
 FLOORS = [
     ("io", "distributed", "search", "quantize", "data_dir", "plots", "mining", "publish", "install_check"),
-    ("encoder", "objectives"),
+    ("encoder", "objectives", "augment"),
     ("config",),
     ("data",),
     ("evaluation", "corpus"),
@@ -125,6 +125,7 @@ SCRIPT_CALLS = {
     "bench/bench_quality_cpu.py": {"train", "score_suite", "score_run"},
     "bench/bench_train.py": {"prepare", "to_device"},
     "bench/bench_data.py": {"prepare", "load_training_views"},
+    "bench/bench_views.py": {"load_training_views", "build_model", "compute_loss"},
     "demos/demo_mining.py": {"train", "mine_hard_negatives", "write_triplets", "score_suite", "score_run"},
     "bench/bench_retrieval.py": {"load_beir", "search", "decode"},
     "bench/build_retrieval_dev.py": {"load_stsb", "write_beir", "senteval_dir"},
@@ -257,3 +258,20 @@ def test_the_data_benchmark_times_the_loops_own_step(monkeypatch, tiny_model_dir
     speeds = bench.worker_steps(str(corpus), str(tmp_path / "cache"), steps=1)
     assert set(speeds) == {"precollated", "loader_0_workers", "loader_2_workers"}
     assert prepared == [1, 1, 1] and len(calls) == 3 * (2 + 1)  # 2 warm-up steps and 1 timed, three feeds
+
+
+def test_findings_tables_1_and_2_are_runs_of_the_grid_with_the_papers_numbers(monkeypatch, tmp_path) -> None:
+    grid = _script(monkeypatch, os.path.join(REPO, "scripts", "findings", "reproduce_findings.py"))
+    report = _script(monkeypatch, os.path.join(REPO, "scripts", "findings", "findings_report.py"))
+    args = grid.parse_args(["--lr", "3e-4", "--tables", "augmentations,objectives_t2", "--out", str(tmp_path)])
+    jobs = grid.grid_jobs(args, 3e-4, 3e-4)
+    tables = report.selected_tables(args.tables)
+    assert {j["id"] for j in jobs} == {rid for t in tables for _, rid in t.rows}  # no run left out, none extra
+    for job in jobs:  # every row is a valid config (the checks run when it is built)
+        cfg = load_config(None, {**job["overrides"], "output_dir": job["dir"]})
+        assert cfg.augments or cfg.two_encoders or job["id"] == "unsup"
+    assert all(len(t.paper_dev) == len(t.rows) for t in tables)
+    fake = {"unsup": {"kind": "train", "dev": {"stsb_dev": 41.0}, "test": dict.fromkeys(report.PAPER_COLUMNS, 30.0),
+                      "avg": 30.0}}  # fmt: skip
+    text = report.table_markdown(tables[0], fake)
+    assert "| dropout alone (unsup SimCSE) | 82.5 | 41.00 |" in text and "| crop 10% | 77.8 | not run |" in text

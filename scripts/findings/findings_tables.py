@@ -22,6 +22,7 @@ class Table:
     paper: str
     rows: tuple[tuple[str, str], ...]
     curves: tuple[str, ...] = field(default=())  # run ids drawn in the table's figure
+    paper_dev: tuple[float, ...] = field(default=())  # the paper's STS-B dev of each row (BERT-base), if given
 
 
 TABLES = (

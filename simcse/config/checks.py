@@ -22,6 +22,7 @@ def check_config(cfg: Any) -> None:
     validate_pooler(cfg.pooler)
     _objective(cfg)
     _llm(cfg)
+    _views(cfg)
     checks = [
         (cfg.mode in get_args(Mode), f"mode must be one of {get_args(Mode)}, got {cfg.mode!r}"),
         (cfg.temperature > 0, f"temperature must be > 0, got {cfg.temperature}"),
@@ -107,3 +108,35 @@ def _llm(cfg: Any) -> None:
     unknown = sorted(set(cfg.prompts or {}) - set(cfg.columns))
     if unknown:
         raise ValueError(f"prompts name column(s) {unknown} not among columns {list(cfg.columns)}")
+
+
+def _views(cfg: Any) -> None:
+    """Check the views of an unsupervised example against the mode, the objective and the other options."""
+    from simcse.augment import parse_view
+    from simcse.objectives import OBJECTIVES
+
+    specs = [parse_view(v) for v in cfg.views]  # an unknown kind or a bad rate: its own message
+    spec = OBJECTIVES[cfg.objective]
+    token_level = sorted({str(s) for s in specs if s.level == "token"})
+    changed = cfg.augments or cfg.two_encoders
+    checks = [
+        (len(specs) == 2, f"views must name 2 views (one per side), got {len(specs)}: {list(cfg.views)}"),
+        (not cfg.augments or cfg.mode == "unsup", f"views and positive make unsupervised views; mode is {cfg.mode} "
+         "(pairs and triplets read both sides from the data)"),
+        (not cfg.augments or not cfg.streaming, "views and positive need the map-style data (streaming: false)"),
+        (not cfg.augments or not spec.needs_labels, f"objective {cfg.objective} needs labelled pairs, not two views "
+         "of an example: views and positive cannot feed it"),
+        (not (cfg.augments and cfg.same_dropout_mask), "same_dropout_mask forwards one view for both: with views "
+         "or positive the two sides differ"),
+        (not (changed and cfg.grad_cache_chunk_size), "grad_cache_chunk_size re-forwards one shared encoder over "
+         "cached views: not with views, positive or two_encoders"),
+        (not (cfg.two_encoders and spec.needs_momentum_encoder), f"two_encoders: objective {cfg.objective}'s second "
+         "side is its momentum encoder already"),
+        (not (cfg.two_encoders and cfg.same_dropout_mask), "two_encoders and same_dropout_mask exclude each other"),
+        (not (token_level and (cfg.prompt or cfg.prompts)), f"token-level views {token_level} would move a prompt's "
+         "tokens: use word-level views with prompts"),
+        (cfg.augment_model is None or any(s.kind == "mlm" for s in specs), "augment_model is read by mlm views only"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)

@@ -68,6 +68,17 @@ class TrainConfig:
     shuffle_buffer: int = _f(10_000, "streaming: examples in the shuffle buffer (larger: closer to a full shuffle)")
     dataloader_workers: int | None = _f(None, "loader processes collating batches (None: 2 on GPU, 0 on CPU)")
     no_duplicates: bool = _f(False, "no two rows of a global batch share a text (in-batch false negatives)")
+    # views of an unsupervised example (simcse/augment/, simcse/data/views.py)
+    views: tuple[str, ...] = _f(
+        ("none", "none"),
+        "unsup: each view's augmentation: none | crop:R | word_deletion:R | delete_one_word | synonym[:R] | "
+        "word_repetition[:R] | mlm[:R] | token_shuffle | token_cutoff[:R] (R a fraction; dropout applies as set)",
+    )
+    positive: Literal["same", "next", "next3"] = _f(
+        "same", "unsup: the second view's sentence: the same one, the next line, or one of the next three lines"
+    )
+    augment_model: str | None = _f(None, "mlm views: the masked LM that fills the masks (None: model_name_or_path)")
+    two_encoders: bool = _f(False, "the second view goes through its own copy of the encoder (paper Table 2)")
     # objective
     objective: str = _f("infonce", "training objective: a name in simcse.objectives.OBJECTIVES (see objective_step.py)")
     temperature: float = _f(0.05, "softmax temperature tau (of every objective that has one)")
@@ -155,6 +166,11 @@ class TrainConfig:
         return [0, 0] if self.mode == "unsup" else list(range(len(self.text_columns)))
 
     @property
+    def augments(self) -> bool:
+        """Whether the loader makes the views (an augmentation or a next-sentence positive), not the cache alone."""
+        return self.positive != "same" or any(v != "none" for v in self.views)
+
+    @property
     def column_prompts(self) -> dict[str, str]:
         """``{column: prompt}`` from ``prompt`` (every column) or ``prompts``; empty without prompts."""
         if self.prompt is not None:
@@ -168,7 +184,9 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-PATH_FIELDS = ("model_name_or_path", "train_file", "dataset_name", "data_dir", "data_cache_dir", "output_dir")
+PATH_FIELDS = (
+    "model_name_or_path", "augment_model", "train_file", "dataset_name", "data_dir", "data_cache_dir", "output_dir",
+)  # fmt: skip
 
 
 def help_text() -> str:

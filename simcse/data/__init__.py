@@ -7,4 +7,6 @@
 - :mod:`~simcse.data.sampler`: :class:`~simcse.data.sampler.BatchSchedule`, the rows of every step.
 - :mod:`~simcse.data.loader`: the memory-mapped views and the loader that collates them ahead of the step.
 - :mod:`~simcse.data.stream`: ``streaming: true``, read, shuffled and tokenized on the fly.
+- :mod:`~simcse.data.views`: the views of a step made on the fly (``views``, ``positive``: augmentations,
+  next-sentence positives), seeded by (seed, step, example, view).
 """

@@ -25,6 +25,7 @@ from simcse.config import TrainConfig
 from simcse.data.columns import encode_column, prompt_keys, source_name, source_rows, text_hash, tokenized_keys
 from simcse.data.loader import META_FILE, TOKENS_FILE, TokenizedViews
 from simcse.data.readers import MAX_LINE_CHARS, DataError, ReadReport, file_format
+from simcse.data.views import needs_texts
 from simcse.io import atomic_write_text
 
 __all__ = ["file_fingerprint", "load_training_views"]
@@ -133,6 +134,7 @@ def _cache_folder(cfg: TrainConfig, tokenizer: Any, source: str) -> str:
         **origin, "version": CACHE_VERSION, "mode": cfg.mode, "columns": cfg.text_columns,
         "on_bad_line": cfg.on_bad_line, "max_seq_len": cfg.max_seq_len, "max_train_samples": cfg.max_train_samples,
         "tokenizer": _tokenizer_id(tokenizer), "prompts": cfg.column_prompts, "include_prompt": cfg.include_prompt,
+        **({"texts": True} if needs_texts(cfg) else {}),  # word-level views re-tokenize the kept texts
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return os.path.join(root, f"{os.path.basename(source) or 'data'}-{digest}")
@@ -206,10 +208,15 @@ def _build(cfg: TrainConfig, tokenizer: Any, folder: str, source: str) -> None:
                 enc = encode_column(tokenizer, batch[f"text_{c}"], columns[c], cfg)  # with the column's prompt
                 out.update({f"{k}_{c}": enc[k] for k in keys})
                 out[f"hash_{c}"] = [text_hash(t) for t in batch[f"text_{c}"]]
+                if keep_texts:
+                    out[f"text_{c}"] = batch[f"text_{c}"]
             return out
 
         features = {f"{k}_{c}": Sequence(Value("int32")) for c in range(len(columns)) for k in keys}
         features.update({f"hash_{c}": Value("int64") for c in range(len(columns))})
+        keep_texts = needs_texts(cfg)
+        if keep_texts:
+            features.update({f"text_{c}": Value("string") for c in range(len(columns))})
         text.map(
             tokenize, batched=True, batch_size=1000, remove_columns=text.column_names, features=Features(features),
             cache_file_name=os.path.join(tmp, TOKENS_FILE), new_fingerprint=os.path.basename(folder),

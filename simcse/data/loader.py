@@ -60,8 +60,8 @@ class TokenizedViews:
         table = self._arrow[:]
         return np.stack([table.column(f"hash_{c}").to_numpy() for c in columns], axis=1)  # (n, columns)
 
-    def collate(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Pad views of ``rows`` to their longest length, view-major: ``(views * len(rows), seq)``."""
+    def collate(self, rows: Sequence[int], step: int = 0) -> dict[str, torch.Tensor]:
+        """Pad views of ``rows`` to their longest length, view-major: ``(views * len(rows), seq)`` (any ``step``)."""
         table = self._arrow[[int(r) for r in rows]]
         parts = {k: [_ragged(table.column(f"{k}_{c}")) for c in self.view_columns] for k in self.keys}
         return pad_ragged(parts, self.pad_id)
@@ -86,7 +86,7 @@ class _StepBatches(torch.utils.data.Dataset):
         return 2**62  # indexed by step; the loader's sampler says which
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        return self.views.collate(self.schedule.rows(step, self.rank))
+        return self.views.collate(self.schedule.rows(step, self.rank), step)
 
 
 def batch_loader(

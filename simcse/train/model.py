@@ -9,6 +9,7 @@ none from the model's name.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 from collections.abc import Callable
@@ -67,7 +68,8 @@ def grouped_forward(
     rows = mask.shape[0]
     if group_rows <= 0 or rows <= group_rows:
         return embed(**batch)
-    lengths = mask.sum(1)  # (rows,)
+    # each row's extent: its last attended token + 1 (a token cutoff view hides tokens inside a row)
+    lengths = (mask * torch.arange(1, mask.shape[1] + 1, device=mask.device)).amax(1)  # (rows,)
     order = torch.argsort(lengths, descending=True, stable=True)  # (rows,)
     widths = lengths[order].tolist()  # one host sync per step; grouping is meant for CPUs
     parts = []
@@ -82,18 +84,25 @@ class ContrastiveModel(nn.Module):
     """What the optimizer trains: the encoder (with head), for ``do_mlm`` the MLM model, and the objective's modules.
 
     The MLM model shares the encoder's transformer, so ``parameters()`` lists each weight once.
+    ``second`` (``two_encoders``, paper Table 2) is a copy of the encoder, trained apart, that embeds the
+    second view's rows; the first encoder is the one evaluated and saved.
     ``objective`` (:class:`simcse.train.objective_step.ObjectiveModules`) holds a predictor / prototypes, trained
     with the encoder, and a momentum encoder, frozen (``requires_grad`` False, so the optimizer leaves it
     out); all of them are checkpointed with the model, none is exported with it.
     """
 
     def __init__(
-        self, encoder: Encoder, mlm_model: nn.Module | None = None, objective: nn.Module | None = None
+        self,
+        encoder: Encoder,
+        mlm_model: nn.Module | None = None,
+        objective: nn.Module | None = None,
+        second: Encoder | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.mlm_model = mlm_model
         self.objective = objective
+        self.second = second
 
     def forward(
         self,
@@ -110,7 +119,15 @@ class ContrastiveModel(nn.Module):
         ``labels``...) the MLM loss, with ``predict`` the objective's predictor on the embeddings; then
         the result is ``(embeddings, {"mlm_loss": ..., "predictions": (rows, dim)})``.
         """
-        z = grouped_forward(functools.partial(self.encoder, use_head=True), batch, group_rows)  # (rows, dim)
+        if self.second is None:
+            z = grouped_forward(functools.partial(self.encoder, use_head=True), batch, group_rows)  # (rows, dim)
+        else:  # view-major rows: the first view's half through the encoder, the second's through its copy
+            half = batch["input_ids"].shape[0] // 2
+            sides = ((self.encoder, slice(0, half)), (self.second, slice(half, None)))
+            z = torch.cat([
+                grouped_forward(functools.partial(e, use_head=True), {k: v[rows] for k, v in batch.items()}, group_rows)
+                for e, rows in sides
+            ])  # fmt: skip
         if mlm is None and not predict:
             return z
         extras = {}
@@ -151,8 +168,9 @@ def build_model(cfg: TrainConfig) -> ContrastiveModel:
         # the paper's MLP is new, not the checkpoint's NSP pooler
         encoder.head = new_mlp_head(int(encoder.model.config.hidden_size))
     adapt_encoder(encoder, cfg)
-    # built last: a momentum encoder copies the encoder with its head
-    return ContrastiveModel(encoder, mlm_model, build_objective_modules(cfg, encoder))
+    # built last: a momentum encoder (or the second encoder) copies the encoder with its head
+    second = copy.deepcopy(encoder) if cfg.two_encoders else None
+    return ContrastiveModel(encoder, mlm_model, build_objective_modules(cfg, encoder), second)
 
 
 def backbone_kwargs(cfg: TrainConfig) -> tuple[str, dict[str, Any]]:

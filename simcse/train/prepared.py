@@ -20,6 +20,7 @@ from simcse.config import TrainConfig
 from simcse.data.cache import load_training_views
 from simcse.data.loader import MapData
 from simcse.data.stream import StreamData
+from simcse.data.views import AugmentedViews
 from simcse.distributed import launched_on_cpu_only, setup_wait_group
 from simcse.train.model import build_model
 from simcse.train.objective_step import ObjectiveStep
@@ -152,6 +153,8 @@ def open_training_data(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -> Ma
     if cfg.streaming:
         return StreamData(cfg, tokenizer, accelerator.process_index, accelerator.num_processes)
     views = load_training_views(cfg, tokenizer, accelerator.is_main_process, accelerator)
+    if cfg.augments:  # the views are made per step: augmentations, next-sentence positives
+        views = AugmentedViews(views, cfg, tokenizer)
     return MapData(views, cfg, accelerator.process_index, accelerator.num_processes)
 
 

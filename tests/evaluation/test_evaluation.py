@@ -19,7 +19,7 @@ from simcse.evaluation import (
     spearman,
     uniformity,
 )
-from simcse.evaluation.tasks import STS_SUBSETS, TASKS, STSPairs, STSTask, load_task
+from simcse.evaluation.tasks import STS_SUBSETS, STSPairs, STSTask, load_task
 
 
 # ------------------------------------------------------------------ correlations

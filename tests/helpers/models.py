@@ -55,3 +55,17 @@ def build_tiny_bert_dir(folder: str, seed: int = 0, with_pooler: bool = True, in
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def build_tiny_mlm_dir(folder: str, seed: int = 0) -> str:
+    """Save a tiny random BertForMaskedLM (the tokenizer of :func:`build_tiny_bert_dir`) into ``folder``."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    tok = build_tokenizer(folder)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)  # fmt: skip
+    torch.manual_seed(seed)
+    BertForMaskedLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
