@@ -164,7 +164,7 @@ def atomic_files(ctx: Ctx) -> None:
 
 @case
 def plots(ctx: Ctx) -> None:
-    from simcse.cli.eval import plot_align_uniform as eval_plot
+    from simcse.cli.eval_report import plot_align_uniform as eval_plot
     from simcse.plots import plot_align_uniform, plot_training_curves
     from simcse.runs.folder import read_metrics
 
