@@ -7,6 +7,7 @@ find the same rows), and a Python set (the bounded-memory duplicate check).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -246,7 +247,7 @@ def test_duplicate_check_agrees_with_a_set(tmp_path):
         folder = tmp_path / f"{kind}-{len(bounds)}-{bounds[1]}"
         folder.mkdir()
         records = []
-        for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        for k, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             part = ids[lo:hi].astype(str) if kind == "str" else ids[lo:hi]
             files = write_shard(str(folder), k, part, np.zeros((len(part), 2), np.float32), "parquet")
             records.append({"files": files, "rows": len(part), "first_row": lo})
