@@ -273,3 +273,15 @@ def test_the_wait_for_other_processes_ends_on_their_failure_or_a_timeout(tmp_pat
     note_failure(str(tmp_path), 1, "CUDA error: out of memory")
     with pytest.raises(CorpusError, match=r"rank 1 failed: .*: CUDA error: out of memory"):
         wait_for_shards(str(tmp_path), 4, 2, "s", timeout=3600)
+
+
+def test_ray_output_checks_come_before_any_ray_work(tiny_model_dir, tmp_path):
+    """An object store URI with a manifest, and an earlier run's folder, are refused in one line (no Ray started)."""
+    from simcse.corpus.folder import write_json
+    from simcse.corpus.ray import encode_with_ray
+
+    with pytest.raises(CorpusError, match=r"^s3://b/v: the manifest .* manifest=False to write Ray's Parquet"):
+        encode_with_ray(tiny_model_dir, ["s3://b/in/"], "s3://b/v", id_column="id")
+    write_json(str(tmp_path / "settings.json"), {"model": "m"})  # a run killed before its manifest
+    with pytest.raises(CorpusError, match=r"unfinished encode run \(Ray runs do not resume\); pass overwrite=True"):
+        encode_with_ray(tiny_model_dir, ["in.jsonl"], tmp_path, id_column="id", input_format="jsonl")
