@@ -28,26 +28,38 @@ def search_folder(args: argparse.Namespace, queries: list[str]) -> int:
     hits = folder.search(q, args.top_k, args.precision, args.rescore_multiplier)
     rows = sorted({row for found in hits for row, _ in found})
     ids = dict(zip(rows, folder.ids(rows)))
-    texts = _texts(args.corpus, folder.manifest, set(rows))
+    texts = _texts(args.corpus, folder.manifest, ids)
     for query, found in zip(queries, hits):
         sys.stdout.write(_format(query, found, ids, texts, args.format) + "\n")
     sys.stdout.flush()
     return 0
 
 
-def _texts(corpus: str | None, manifest: dict[str, Any], rows: set[int]) -> dict[int, str]:
-    """Texts of the hit rows, read from ``--corpus`` or the folder's recorded input (empty when neither exists)."""
+def _texts(corpus: str | None, manifest: dict[str, Any], ids: dict[int, Any]) -> dict[int, str]:
+    """Texts of the hit rows (``{row: id}``), read from ``--corpus`` or the folder's recorded input (empty when
+    neither exists). Rows are input rows, except in a folder whose rows are in another order (Ray's): there
+    the input's id column finds them."""
     from simcse.corpus import CorpusSource
 
     recorded = manifest.get("input", {})
     paths = [corpus] if corpus else recorded.get("paths") or []
     if not paths or not all(os.path.isfile(p) for p in paths):
         return {}
+    by_id = recorded.get("rows_in_input_order", True) is False
     source = CorpusSource(
         paths=tuple(paths), input_format="auto" if corpus else recorded.get("format", "auto"),
-        text_column=recorded.get("text_column", "text"), id_column=None,
+        text_column=recorded.get("text_column", "text"), id_column=recorded.get("id_column") if by_id else None,
     )  # fmt: skip
-    return {i: row[0] for i, row in source.find_rows(rows).items()}
+    if not by_id:
+        return {i: row[0] for i, row in source.find_rows(set(ids)).items()}
+    rows_of = {value: row for row, value in ids.items()}
+    found: dict[int, str] = {}
+    for text, value, _ in source.rows():
+        if value in rows_of:
+            found[rows_of[value]] = text
+            if len(found) == len(rows_of):
+                break
+    return found
 
 
 def _format(query: str, hits: list[tuple[int, float]], ids: dict, texts: dict, fmt: str) -> str:

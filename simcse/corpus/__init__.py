@@ -3,7 +3,7 @@
 - :mod:`simcse.corpus.source`: the input as a stream of rows (text, CSV, JSON lines, Parquet, a hub dataset).
 - :mod:`simcse.corpus.run`: :func:`encode_corpus`, streamed, sharded, resumable, split over processes.
 - :mod:`simcse.corpus.reader`: :class:`ShardedEmbeddings`, exact and quantized search shard by shard.
-- :mod:`simcse.corpus.ray`: the encoder as a Ray Data callable class (optional extra ``ray``).
+- :mod:`simcse.corpus.ray`: the encoder as a Ray Data callable class, and the same manifest (optional extra ``ray``).
 """
 
 from simcse.corpus.reader import ShardedEmbeddings

@@ -58,17 +58,18 @@ def find_duplicate(out: str, records: list[dict[str, Any]]) -> tuple[Any, int, i
 
 
 class _IdLookup:
-    """The id of a row, reading (and keeping) one shard's ids at a time."""
+    """The id of a row, reading (and keeping) one shard's ids at a time (shards of any sizes, e.g. Ray's files)."""
 
     def __init__(self, out: str, records: list[dict[str, Any]]) -> None:
-        self.out, self.records, self.size = out, records, records[0]["rows"]
+        self.out, self.records = out, records
+        self.firsts = np.array([r["first_row"] for r in records], dtype=np.int64)  # (n_shards,)
         self.cached: tuple[int, np.ndarray] | None = None
 
     def __getitem__(self, row: int) -> Any:
-        k = row // self.size
+        k = int(np.searchsorted(self.firsts, row, side="right")) - 1
         if self.cached is None or self.cached[0] != k:
             self.cached = (k, read_ids(self.out, list(self.records[k]["files"])))
-        value = self.cached[1][row - k * self.size]
+        value = self.cached[1][row - self.firsts[k]]
         return value.item() if hasattr(value, "item") else value
 
 

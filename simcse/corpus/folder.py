@@ -167,7 +167,11 @@ def _span(ks: list[int]) -> str:
 
 
 def write_manifest(out: str, settings: dict[str, Any], records: list[dict[str, Any]], extra: dict[str, Any]) -> dict:
-    """Write ``manifest.json`` from the shards' records, then remove the run's working files."""
+    """Write ``manifest.json`` from the shards' records, then remove the run's working files.
+
+    ``extra`` goes into the manifest as it is, except ``extra["throughput"]``, which adds to the throughput
+    computed from the records' ``seconds`` (e.g. a wall-clock rate where the engine reports no per-process time).
+    """
     for path in glob.glob(os.path.join(glob.escape(out), ".shard-*.tmp-*")):
         os.remove(path)  # left by killed runs of processes that no longer own that shard
     for name in (MANIFEST_FILE, SETTINGS_FILE):
@@ -179,7 +183,7 @@ def write_manifest(out: str, settings: dict[str, Any], records: list[dict[str, A
         "format": FORMAT_NAME, "version": 1, "rows": rows, "settings": settings, "shards": shards, **extra,
         "throughput": {
             "process_seconds": round(seconds, 3), "rows_per_process_second": round(rows / max(seconds, 1e-9), 1),
-            "processes": extra.get("processes", 1),
+            "processes": extra.get("processes", 1), **extra.get("throughput", {}),
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip

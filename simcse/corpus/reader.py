@@ -26,7 +26,7 @@ Hits = list[list[tuple[int, float]]]
 
 
 class ShardedEmbeddings:
-    """The vectors of a folder written by :func:`simcse.corpus.encode_corpus` (or ``simcse encode ... -o FOLDER``).
+    """The vectors of a folder written by :func:`simcse.corpus.encode_corpus` (``simcse encode ... -o FOLDER``) or Ray.
 
     Args:
         folder: The output folder (str or ``os.PathLike``); it must hold ``manifest.json``.

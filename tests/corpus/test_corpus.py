@@ -7,6 +7,7 @@ find the same rows), and a Python set (the bounded-memory duplicate check).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -233,25 +234,27 @@ def test_bad_input_is_one_line_naming_file_and_line(tiny_model_dir, tmp_path, ca
 
 
 def test_duplicate_check_agrees_with_a_set(tmp_path):
-    """Many buckets, string and integer ids: the first repeat by its second row, as a set finds it."""
+    """Many buckets, string and integer ids, shards of equal and of uneven sizes (Ray's files): the first
+    repeat by its second row, as a set finds it."""
     from simcse.corpus.shards import write_shard
 
     rng = np.random.default_rng(0)
-    for kind in ("str", "int"):
+    uneven = [0, 37, *sorted(rng.choice(np.arange(38, 3000), size=28, replace=False).tolist()), 3000]
+    for kind, bounds in (("str", list(range(0, 3001, 100))), ("int", list(range(0, 3001, 100))), ("str", uneven)):
         ids = rng.choice(10**9, size=3000, replace=False)
         ids[2500] = ids[1200]  # the first repeat...
         ids[2900] = ids[10]  # ...and a later one
-        folder = tmp_path / kind
+        folder = tmp_path / f"{kind}-{len(bounds)}-{bounds[1]}"
         folder.mkdir()
         records = []
-        for k in range(0, 3000, 100):
-            part = ids[k : k + 100].astype(str) if kind == "str" else ids[k : k + 100]
-            files = write_shard(str(folder), k // 100, part, np.zeros((len(part), 2), np.float32), "parquet")
-            records.append({"files": files, "rows": len(part), "first_row": k})
+        for k, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            part = ids[lo:hi].astype(str) if kind == "str" else ids[lo:hi]
+            files = write_shard(str(folder), k, part, np.zeros((len(part), 2), np.float32), "parquet")
+            records.append({"files": files, "rows": len(part), "first_row": lo})
         first_repeat = next(i for i in range(3000) if ids[i] in set(ids[:i]))
         value, a, b = find_duplicate(str(folder), records)
         assert (a, b) == (1200, first_repeat) and str(value) == str(ids[1200])
-        assert find_duplicate(str(folder), records[:20]) is None
+        assert find_duplicate(str(folder), [r for r in records if r["first_row"] + r["rows"] <= 2500]) is None
 
 
 def test_small_output_keeps_its_behaviour_and_refuses_corpus_options(tiny_model_dir, text_file, tmp_path, capsys):
@@ -270,3 +273,15 @@ def test_the_wait_for_other_processes_ends_on_their_failure_or_a_timeout(tmp_pat
     note_failure(str(tmp_path), 1, "CUDA error: out of memory")
     with pytest.raises(CorpusError, match=r"rank 1 failed: .*: CUDA error: out of memory"):
         wait_for_shards(str(tmp_path), 4, 2, "s", timeout=3600)
+
+
+def test_ray_output_checks_come_before_any_ray_work(tiny_model_dir, tmp_path):
+    """An object store URI with a manifest, and an earlier run's folder, are refused in one line (no Ray started)."""
+    from simcse.corpus.folder import write_json
+    from simcse.corpus.ray import encode_with_ray
+
+    with pytest.raises(CorpusError, match=r"^s3://b/v: the manifest .* manifest=False to write Ray's Parquet"):
+        encode_with_ray(tiny_model_dir, ["s3://b/in/"], "s3://b/v", id_column="id")
+    write_json(str(tmp_path / "settings.json"), {"model": "m"})  # a run killed before its manifest
+    with pytest.raises(CorpusError, match=r"unfinished encode run \(Ray runs do not resume\); pass overwrite=True"):
+        encode_with_ray(tiny_model_dir, ["in.jsonl"], tmp_path, id_column="id", input_format="jsonl")

@@ -151,22 +151,62 @@ def test_two_processes_write_the_rows_of_one(tiny_model_dir, corpus, reference, 
     assert errors[0].endswith(f"{dup}:76: duplicate id 'd3' (first at {dup}:4); ids must be unique")
 
 
-@pytest.mark.slow
-def test_ray_actor_pool_gives_the_rows_of_one_process(tiny_model_dir, corpus, reference, tmp_path):
-    ray = pytest.importorskip("ray")
-    import pyarrow.dataset as pads
+def search_hits(model: str, folder: str, queries: list[str], capsys, *extra: str) -> list[list[dict]]:
+    """``simcse search --corpus-embeddings FOLDER`` (in this process): each query's hits, best first."""
+    from simcse.cli import main
 
+    capsys.readouterr()
+    args = ["--model", model, "--pooler", "avg", "--corpus-embeddings", folder, "--format", "jsonl", "-k", "5"]
+    assert main(["search", *args, *extra, *queries]) == 0
+    return [json.loads(line)["hits"] for line in capsys.readouterr().out.splitlines()]
+
+
+@pytest.mark.slow
+def test_ray_actor_pool_gives_the_rows_of_one_process(tiny_model_dir, corpus, reference, tmp_path, capsys):
+    """One Ray session: the output has a manifest (the settings ``simcse encode`` records), the search over it
+    finds what the search over the single-process output finds, and a second run is refused."""
+    ray = pytest.importorskip("ray")
+
+    from simcse.corpus import CorpusError, ShardedEmbeddings
     from simcse.corpus.ray import encode_with_ray
 
+    out = str(tmp_path / "ray")
+    kwargs = {"id_column": "id", "input_format": "jsonl", "num_actors": 2, "num_cpus": 1, "rows_per_call": 64,
+              "pooler": "avg", "batch_size": 8}  # fmt: skip
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {**ENV, "PYTHONPATH": REPO}})  # fmt: skip
     try:
-        encode_with_ray(tiny_model_dir, [corpus], str(tmp_path / "ray"), id_column="id", input_format="jsonl",
-                        num_actors=2, num_cpus=1, rows_per_call=64, pooler="avg", batch_size=8)  # fmt: skip
+        manifest = encode_with_ray(tiny_model_dir, [corpus], out, **kwargs)
+        with pytest.raises(CorpusError, match=r"ray: finished \(manifest.json\); pass overwrite=True"):
+            encode_with_ray(tiny_model_dir, [corpus], out, **kwargs)  # refused before Ray does any work
     finally:
         ray.shutdown()
-    table = pads.dataset(str(tmp_path / "ray"), format="parquet").to_table()
-    got = dict(zip(table.column("id").to_pylist(), table.column("embedding").to_pylist()))
+    ids, vectors = read_folder(out)  # through the manifest: Ray's order, ids identify the rows
     ref_ids, ref_vectors = read_folder(reference)
-    assert sorted(got) == sorted(ref_ids)
-    np.testing.assert_allclose(np.array([got[i] for i in ref_ids]), ref_vectors, atol=BATCH_TOL, rtol=0)
+    assert sorted(ids) == sorted(ref_ids) and len(ids) == len(set(ids))
+    where = {i: n for n, i in enumerate(ids)}
+    np.testing.assert_allclose(vectors[[where[i] for i in ref_ids]], ref_vectors, atol=BATCH_TOL, rtol=0)
+    with open(os.path.join(reference, "manifest.json")) as f:
+        ref_manifest = json.load(f)
+    assert manifest["settings"] == {**ref_manifest["settings"], "shard_size": None}  # no shard size on Ray
+    files = [name for shard in manifest["shards"] for name in shard["files"]]
+    assert sorted(os.listdir(out)) == sorted(["manifest.json", *files]) and len(files) > 1
+    ShardedEmbeddings(out).verify()  # row counts add up (read_folder) and checksums match
+    assert manifest["throughput"]["rows_per_second"] > 0 and manifest["processes"] == 2
+    # simcse search over Ray's folder finds the same hits as over simcse encode's (same ids, texts and scores)
+    with open(corpus) as f:
+        texts = [json.loads(line)["text"] for line in f]
+    queries = [texts[3], texts[420], "red car 17", "the dog runs 5"]  # top-6 scores >= 2e-4 apart: no near-ties
+    want = search_hits(tiny_model_dir, reference, queries, capsys)
+    # Ray's rows are not the input's rows: texts are found by id, from the recorded input or from a --corpus
+    # in another order (here reversed: a lookup by row number would show other texts)
+    assert manifest["input"]["rows_in_input_order"] is False
+    (tmp_path / "reversed.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n"
+                                                     for i, t in reversed(list(enumerate(texts)))))  # fmt: skip
+    for extra in ([], ["--corpus", str(tmp_path / "reversed.jsonl")]):
+        got = search_hits(tiny_model_dir, out, queries, capsys, *extra)
+        assert len(got) == len(want) == len(queries)
+        for g, w in zip(got, want):
+            assert [(h["id"], h["text"]) for h in g] == [(h["id"], h["text"]) for h in w]
+            np.testing.assert_allclose([h["score"] for h in g], [h["score"] for h in w], atol=1e-5, rtol=0)
+    assert want[0][0]["id"] == "d3" and want[1][0]["id"] == "d420"
