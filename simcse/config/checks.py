@@ -48,7 +48,7 @@ def check_config(cfg: Any) -> None:
             raise ValueError(message)
     _matryoshka(cfg)
     _guide(cfg)
-    modes = {cfg.mode} if not cfg.datasets else {s.mode for s in _sources(cfg)}
+    modes = {cfg.mode} if cfg.datasets is None else {s.mode for s in _sources(cfg)}
     if cfg.hard_negative_weight != 0 and "triplets" not in modes:
         raise ValueError("hard_negative_weight needs mode: triplets")
     if cfg.grad_cache_chunk_size and (cfg.do_mlm or cfg.same_dropout_mask or cfg.objective != "infonce"):

@@ -77,9 +77,13 @@ def _mapping(value: Any) -> dict[str, str]:
 
 def _number(kind: type, value: Any) -> int | float:
     """One number of a list, refused when it is not one (or, for ``int``, not a whole one)."""
+    wrong = ValueError(f"expected {'integers' if kind is int else 'numbers'}, got {value!r}")
     if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
-        raise ValueError(f"expected {'integers' if kind is int else 'numbers'}, got {value!r}")
-    return kind(str(value).strip()) if isinstance(value, str) else kind(value)
+        raise wrong
+    try:
+        return kind(str(value).strip()) if isinstance(value, str) else kind(value)
+    except ValueError:
+        raise wrong from None
 
 
 def _mappings(value: Any) -> list[dict[str, Any]]:

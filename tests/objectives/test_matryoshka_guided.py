@@ -71,7 +71,7 @@ def test_what_does_not_compose_with_matryoshka_is_refused_in_one_line(tiny_model
 
 
 def _hand_mask(ga, gp, gh, margin, offset=0):
-    n, m = ga.shape[0], gp.shape[0]
+    n = ga.shape[0]
     cands = list(gp) + ([] if gh is None else list(gh))
     mask = torch.zeros(n, len(cands), dtype=torch.bool)
     for i in range(n):
