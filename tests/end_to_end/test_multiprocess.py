@@ -112,7 +112,8 @@ def test_two_processes_train_like_one_end_to_end(base, files, tmp_path, variant)
     if "matryoshka_dims" in cfg:  # the saved folder records the trained sizes, the card their dev scores
         with open(os.path.join(two, "model", "matryoshka.json"), encoding="utf-8") as f:
             assert json.load(f)["dims"] == [32, 8]
-        assert "STS-B dev, first 8 dims" in open(os.path.join(two, "model", "README.md"), encoding="utf-8").read()
+        with open(os.path.join(two, "model", "README.md"), encoding="utf-8") as f:
+            assert "STS-B dev, first 8 dims" in f.read()
     if "guide_model" in cfg:
         assert sum(r["masked_negatives"] for r in m2) > 0
 
