@@ -33,15 +33,14 @@ def source_configs(cfg: Any) -> list[Any]:
     Raises:
         ValueError: in one line naming the source: an unknown key, a bad value, two sources with one name.
     """
-    from simcse.config.parsing import convert_value
-
     configs, labels = [], []
     for i, spec in enumerate(cfg.datasets or []):
         where = f"datasets[{i}]"
         unknown = sorted(set(spec) - set(SOURCE_KEYS))
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; a source takes {', '.join(SOURCE_KEYS)}")
-        values = {k: convert_value(k, v, where) for k, v in spec.items() if k != "name"}
+        # YAML / JSON values (a list of column names is kept as the config's tuple); checked with the config below
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "name"}
         if "train_file" in values and "dataset_name" not in values:
             values["dataset_name"] = None  # the source's own file, not the top level's hub dataset
         if values.get("mode", cfg.mode) != "triplets":
