@@ -47,11 +47,64 @@ def check_config(cfg: Any) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
-    if cfg.hard_negative_weight != 0 and cfg.mode != "triplets":
+    _matryoshka(cfg)
+    _guide(cfg)
+    modes = {cfg.mode} if cfg.datasets is None else {s.mode for s in _sources(cfg)}
+    if cfg.hard_negative_weight != 0 and "triplets" not in modes:
         raise ValueError("hard_negative_weight needs mode: triplets")
     if cfg.grad_cache_chunk_size and (cfg.do_mlm or cfg.same_dropout_mask or cfg.objective != "infonce"):
         # the cache re-forwards one view-major batch for the InfoNCE loss; MLM and the ablation add other forwards
         raise ValueError("grad_cache_chunk_size needs objective infonce, without do_mlm or same_dropout_mask")
+
+
+def _sources(cfg: Any) -> list[Any]:
+    """``datasets``' sources, each checked as a run of its own; the sampling rule they allow."""
+    from simcse.config.sources import source_configs
+
+    sources = source_configs(cfg)
+    if not sources:
+        raise ValueError("datasets must list at least one source (or be null: the top level's train_file)")
+    if cfg.dataset_sampling == "proportional" and any(s.streaming for s in sources):
+        raise ValueError("dataset_sampling proportional needs every source's size: a streaming source has none; "
+                         "use round_robin")  # fmt: skip
+    return sources
+
+
+def _matryoshka(cfg: Any) -> None:
+    """The Matryoshka sizes and weights; the objectives whose loss reads only the embeddings."""
+    from simcse.objectives import OBJECTIVES
+
+    dims, weights = cfg.matryoshka_dims, cfg.matryoshka_weights
+    if dims is None:
+        if weights is not None:
+            raise ValueError("matryoshka_weights needs matryoshka_dims")
+        return
+    spec = OBJECTIVES[cfg.objective]
+    checks = [
+        (len(dims) > 0 and all(d >= 1 for d in dims), f"matryoshka_dims must be sizes >= 1, got {list(dims)}"),
+        (len(set(dims)) == len(dims), f"matryoshka_dims must be distinct, got {list(dims)}"),
+        (weights is None or len(weights) == len(dims), "matryoshka_weights needs one weight per matryoshka_dims"),
+        (weights is None or all(w > 0 for w in weights), "matryoshka_weights must be > 0"),
+        (not any(getattr(spec, f"needs_{k}") for k in ("predictor", "prototypes", "momentum_encoder", "queue",
+                                                           "memory")),
+         f"matryoshka_dims needs an objective that scores the embeddings alone; {cfg.objective} also scores them "
+         "against a predictor, prototypes or stored vectors of the full size"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+def _guide(cfg: Any) -> None:
+    """Guided false-negative filtering (GISTEmbed) masks in-batch negatives of a softmax over candidates."""
+    if cfg.guide_model is None:
+        if cfg.guide_margin != 0.0:
+            raise ValueError("guide_margin needs guide_model")
+        return
+    if cfg.objective != "infonce":
+        raise ValueError(f"guide_model needs objective infonce (a softmax over candidates), not {cfg.objective}")
+    if cfg.guide_margin < 0:
+        raise ValueError(f"guide_margin must be >= 0, got {cfg.guide_margin}")
 
 
 def _objective(cfg: Any) -> None:
@@ -136,6 +189,10 @@ def _views(cfg: Any) -> None:
         (not (token_level and (cfg.prompt or cfg.prompts)), f"token-level views {token_level} would move a prompt's "
          "tokens: use word-level views with prompts"),
         (cfg.augment_model is None or any(s.kind == "mlm" for s in specs), "augment_model is read by mlm views only"),
+        (not (changed and cfg.datasets is not None), "views, positive and two_encoders are one run's settings, not "
+         "a source's: not with datasets (several sources)"),
+        (not (changed and cfg.guide_model), "guide_model scores the batch's own texts: not with views, positive or "
+         "two_encoders"),
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:

@@ -20,8 +20,8 @@ from simcse.config.train_config import FIELDS, TrainConfig
 from simcse.io import StrPath
 
 
-def _convert(name: str, value: Any, source: str) -> Any:
-    """Convert a YAML or command-line value to the field's declared type."""
+def convert_value(name: str, value: Any, source: str) -> Any:
+    """Convert a YAML or command-line value to the field ``name``'s declared type (``source`` names it in errors)."""
     hint = typing.get_type_hints(TrainConfig)[name]
     args = [a for a in get_args(hint) if a is not type(None)]
     optional = get_origin(hint) in (typing.Union, types.UnionType) and type(None) in get_args(hint)
@@ -31,6 +31,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
     try:
         if get_origin(target) is dict:
             return _mapping(value)
+        if get_origin(target) is list:
+            return _mappings(value)
         if isinstance(value, (dict, list)) and get_origin(target) is not tuple:
             raise ValueError(f"expected a single value, got a {type(value).__name__}")
         if get_origin(target) is Literal:
@@ -40,6 +42,9 @@ def _convert(name: str, value: Any, source: str) -> Any:
             return value
         if get_origin(target) is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
+            item = get_args(target)[0]
+            if item in (int, float):  # e.g. matryoshka_dims: 384,128,64
+                return tuple(_number(item, v) for v in items)
             return tuple(str(v).strip() for v in items)
         if target is bool:
             if isinstance(value, bool):
@@ -68,6 +73,29 @@ def _mapping(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ValueError("expected a mapping of column name to prompt text")
     return dict(value)
+
+
+def _number(kind: type, value: Any) -> int | float:
+    """One number of a list, refused when it is not one (or, for ``int``, not a whole one)."""
+    wrong = ValueError(f"expected {'integers' if kind is int else 'numbers'}, got {value!r}")
+    if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+        raise wrong
+    try:
+        return kind(str(value).strip()) if isinstance(value, str) else kind(value)
+    except ValueError:
+        raise wrong from None
+
+
+def _mappings(value: Any) -> list[dict[str, Any]]:
+    """A list of mappings (``datasets``, evaluator specs) from YAML, or a JSON list on the command line."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("expected a list of mappings (on the command line a JSON list: '[{...}]')") from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValueError("expected a list of mappings")
+    return [dict(v) for v in value]
 
 
 def _check_key(key: str, source: str) -> None:
@@ -99,10 +127,10 @@ def load_config(path: StrPath | None = None, overrides: dict[str, Any] | None = 
             raise ValueError(f"{path}: expected a mapping of config keys")
         for key, value in loaded.items():
             _check_key(str(key), path)
-            values[key] = _convert(key, value, path)
+            values[key] = convert_value(key, value, path)
     for key, value in (overrides or {}).items():
         _check_key(key, "command line")
-        values[key] = _convert(key, value, "command line")
+        values[key] = convert_value(key, value, "command line")
     try:
         return TrainConfig(**values)
     except ValueError as err:  # a value of the right type but out of range: say where it came from
@@ -136,5 +164,3 @@ def to_yaml(config: TrainConfig) -> str:
     """The resolved config as YAML (tuples as lists)."""
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
     return yaml.safe_dump(data, sort_keys=False)
-
-

@@ -79,6 +79,15 @@ class TrainConfig:
     )
     augment_model: str | None = _f(None, "mlm views: the masked LM that fills the masks (None: model_name_or_path)")
     two_encoders: bool = _f(False, "the second view goes through its own copy of the encoder (paper Table 2)")
+    datasets: list[dict[str, Any]] | None = _f(
+        None,
+        "several sources in one run: a YAML list of mappings, each with its own data options (train_file or "
+        "dataset_name, mode, columns, prompt(s), data_format, streaming...; the top level's are the defaults) and "
+        "an optional name; each step's batch comes from one source (see simcse/data/mixture.py)",
+    )
+    dataset_sampling: Literal["proportional", "round_robin"] = _f(
+        "proportional", "datasets: each source's share of the steps: proportional to its batches, or round_robin"
+    )
     # objective
     objective: str = _f("infonce", "training objective: a name in simcse.objectives.OBJECTIVES (see objective_step.py)")
     temperature: float = _f(0.05, "softmax temperature tau (of every objective that has one)")
@@ -91,6 +100,14 @@ class TrainConfig:
     memory_warmup: int = _f(1000, "xbm: steps before the memory is used (early embeddings drift fast)")
     predictor_hidden: int = _f(512, "byol / simsiam: predictor hidden width (0: no predictor, an ablation)")
     n_prototypes: int = _f(128, "swav: number of prototypes")
+    matryoshka_dims: tuple[int, ...] | None = _f(
+        None, "Matryoshka: also train the first N dimensions as an embedding, for each N (e.g. 384,128,64,32)"
+    )
+    matryoshka_weights: tuple[float, ...] | None = _f(None, "Matryoshka: each size's loss weight (None: 1 each)")
+    guide_model: str | None = _f(
+        None, "GISTEmbed: an encoder folder or name, frozen, whose similarities mask in-batch false negatives"
+    )
+    guide_margin: float = _f(0.0, "GISTEmbed: mask a negative the guide scores above the positive minus this")
     collapse_check_steps: int = _f(25, "record the batch's embedding_std, uniformity, collapsed every N steps (0: off)")
     do_mlm: bool = _f(False, "add the masked-language-modelling auxiliary loss")
     mlm_weight: float = _f(0.1, "weight lambda of the MLM loss")
@@ -143,6 +160,9 @@ class TrainConfig:
         for name in PATH_FIELDS:  # frozen: a Path given is kept as the string config.yaml saves
             if isinstance(getattr(self, name), os.PathLike):
                 object.__setattr__(self, name, os.fspath(getattr(self, name)))
+        for name in ("matryoshka_dims", "matryoshka_weights"):  # a list from Python is kept as config.yaml's tuple
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.mlp_only_train is None:  # frozen: resolved once, so the saved config.yaml says what ran
             object.__setattr__(self, "mlp_only_train", self.mode == "unsup")
         check_config(self)
@@ -151,6 +171,11 @@ class TrainConfig:
     def num_views(self) -> int:
         """Sentences per example: 2 (unsup: the same one twice; pairs) or 3 (triplets)."""
         return 3 if self.mode == "triplets" else 2
+
+    def views_in(self, rows: int) -> int:
+        """Views per example of a batch of ``rows`` (view-major): the mode's; with several sources, the batch's
+        source's (every batch holds ``batch_size`` examples of one source)."""
+        return self.num_views if not self.datasets else rows // self.batch_size
 
     @property
     def text_columns(self) -> tuple[str, ...]:
@@ -185,7 +210,8 @@ class TrainConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 PATH_FIELDS = (
-    "model_name_or_path", "augment_model", "train_file", "dataset_name", "data_dir", "data_cache_dir", "output_dir",
+    "model_name_or_path", "augment_model", "guide_model", "train_file", "dataset_name", "data_dir", "data_cache_dir",
+    "output_dir",
 )  # fmt: skip
 
 

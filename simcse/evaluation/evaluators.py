@@ -10,7 +10,9 @@ A spec names its ``type`` and its data; every other key is that evaluator's opti
 
 Data: ``path`` (a BEIR folder for retrieval, else a file) or ``dataset`` (a hub dataset, with ``config`` and
 ``split``); built-in STS tasks by ``task``. Metric names are ``<name>/<metric>``; ``name`` defaults to the
-type (built-in STS tasks: ``stsb_dev``, ``sickr_test``, ``sts12``...). Unknown keys are refused.
+type (built-in STS tasks: ``stsb_dev``, ``sickr_test``, ``sts12``...). Unknown keys are refused. Any spec may
+add ``truncate_dims: [384, 128, 64]`` (a Matryoshka model's sizes): it is scored at each size, the vectors
+cut and re-normalised, its metrics named ``<name>@<d>/<metric>`` (:mod:`simcse.evaluation.sizes`).
 
 The training loop builds its evaluators once (:func:`build_evaluators`: data read and checked, and the
 metric names known, before the first step) and at each evaluation calls :func:`run_evaluators` on every
@@ -28,6 +30,7 @@ from simcse.evaluation.base import Evaluator
 from simcse.evaluation.pair_classification import PairClassificationEvaluator, load_labelled_pairs
 from simcse.evaluation.retrieval import RetrievalEvaluator
 from simcse.evaluation.retrieval_data import load_beir, load_retrieval_pairs
+from simcse.evaluation.sizes import AtSizes
 from simcse.evaluation.sts import STSEvaluator
 from simcse.evaluation.tasks import load_scored_pairs
 
@@ -63,6 +66,9 @@ def build_evaluator(spec: Mapping[str, Any], data_dir: str | None = None) -> Eva
         ValueError: An unknown type or key, a missing data source; bad data, in one line naming file and line.
     """
     spec = dict(spec)
+    dims = spec.pop("truncate_dims", None)
+    if dims is not None:
+        return AtSizes(build_evaluator(spec, data_dir), dims if isinstance(dims, (list, tuple)) else [dims])
     kind = spec.pop("type", None)
     if kind not in OPTIONS:
         raise ValueError(f"evaluator type {kind!r}: choose one of {', '.join(OPTIONS)}")

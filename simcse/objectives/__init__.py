@@ -37,8 +37,10 @@ The training loop's collapse watch lives in :mod:`simcse.train.collapse`.
 from simcse.objectives.barlow import barlow_twins
 from simcse.objectives.byol import Predictor, byol_loss, simsiam_loss
 from simcse.objectives.distances import DISTANCES, distance_matrix, paired_distance
+from simcse.objectives.guided import guided_false_negatives
 from simcse.objectives.infonce import info_nce
 from simcse.objectives.inputs import StepInputs
+from simcse.objectives.matryoshka import matryoshka_loss, matryoshka_step
 from simcse.objectives.moco import moco_loss
 from simcse.objectives.momentum import MomentumEncoder, cosine_momentum, ema_update
 from simcse.objectives.npair import n_pair_loss
@@ -67,9 +69,12 @@ __all__ = [
     "cosine_momentum",
     "distance_matrix",
     "ema_update",
+    "guided_false_negatives",
     "info_nce",
     "lifted_structure_loss",
     "logistic_loss",
+    "matryoshka_loss",
+    "matryoshka_step",
     "moco_loss",
     "n_pair_loss",
     "nt_xent",

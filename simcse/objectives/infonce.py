@@ -29,6 +29,7 @@ def info_nce(
     temperature: float = 0.05,
     hard_negative_weight: float = 0.0,
     label_offset: int = 0,
+    false_negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """SimCSE's InfoNCE loss with in-batch negatives (Gao et al., 2021, Eq. 1 and 5).
 
@@ -43,6 +44,8 @@ def info_nce(
         temperature: Softmax temperature tau.
         hard_negative_weight: log(alpha) added to each anchor's own hard-negative logit.
         label_offset: Where this process's anchors start among gathered candidates (rank x n).
+        false_negatives: Optional boolean ``(n, m)`` / ``(n, 2m)`` laid out as the logits: candidates left out
+            of the softmax (:func:`simcse.objectives.guided.guided_false_negatives`, GISTEmbed).
 
     Returns:
         Mean cross-entropy over anchors (a scalar).
@@ -61,10 +64,13 @@ def info_nce(
             # add log(alpha) at (i, offset + i) only: a one-hot bump, no host sync, no in-place edit
             neg = neg + hard_negative_weight * F.one_hot(labels, neg.shape[1]).to(neg.dtype)
         logits = torch.cat([logits, neg], dim=1)  # (n, 2m)
+    if false_negatives is not None:
+        logits = logits.masked_fill(false_negatives, float("-inf"))  # (n, m[+m]); never the label (the mask's rule)
     return F.cross_entropy(logits, labels)
 
 
 def infonce_step(x: StepInputs) -> torch.Tensor:
     """SimCSE: local anchors against the positives (and hard negatives) of every process, labels offset by rank."""
     hard = None if x.hard is None else x.gather(x.hard)  # (world * n, dim)
-    return x.loss(x.z[0], x.gather(x.z[1]), hard, label_offset=x.offset)
+    masked = {} if x.false_negatives is None else {"false_negatives": x.false_negatives}
+    return x.loss(x.z[0], x.gather(x.z[1]), hard, label_offset=x.offset, **masked)

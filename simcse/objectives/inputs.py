@@ -32,6 +32,8 @@ class StepInputs:
         targets: The momentum encoder's embeddings of every view ``(views, n, dim)`` when computed ahead
             (the trainer does, under the step's autocast); None: :meth:`target_views` computes them.
         enqueue: Set by the step function: keys to add to :attr:`state` after the optimizer step.
+        false_negatives: Candidates a guide model marks as false negatives, laid out as the loss's logits
+            (:func:`simcse.objectives.guided.guided_false_negatives`), or None.
     """
 
     z: torch.Tensor
@@ -45,6 +47,7 @@ class StepInputs:
     predictions: torch.Tensor | None = None
     targets: torch.Tensor | None = None
     enqueue: torch.Tensor | None = None
+    false_negatives: torch.Tensor | None = None
 
     @property
     def hard(self) -> torch.Tensor | None:

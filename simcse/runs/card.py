@@ -143,6 +143,25 @@ embeddings = {pooling}
 ```"""
 
 
+MATRYOSHKA_FILE = "matryoshka.json"  # in a Matryoshka model's folder: its trained sizes
+
+
+def matryoshka_record(cfg: TrainConfig, dev: dict[str, Any]) -> dict[str, str]:
+    """``{matryoshka.json: ...}``: the sizes a Matryoshka run trained, their weights and STS-B dev at each."""
+    if not cfg.matryoshka_dims:
+        return {}
+    dims = list(cfg.matryoshka_dims)
+    weights = list(cfg.matryoshka_weights or [1.0] * len(dims))
+    scores = {str(d): dev[f"stsb_dev@{d}"] for d in dims if f"stsb_dev@{d}" in dev}
+    return {MATRYOSHKA_FILE: json.dumps({"dims": dims, "weights": weights, "stsb_dev": scores}, indent=2) + "\n"}
+
+
+def _matryoshka_rows(cfg: TrainConfig, dev: dict[str, Any]) -> list[tuple[str, str]]:
+    """The card's rows of STS-B dev at each trained size (encode with ``truncate_dim=d``)."""
+    dims = [d for d in cfg.matryoshka_dims or () if f"stsb_dev@{d}" in dev]
+    return [(f"STS-B dev, first {d} dims", f"{dev[f'stsb_dev@{d}']:.2f}") for d in dims]
+
+
 def render_model_card(
     cfg: TrainConfig,
     dev: dict[str, Any],
@@ -172,6 +191,7 @@ def render_model_card(
     dev_rows = [(label, f"{dev[k]:.2f}" if k.endswith("dev") else f"{dev[k]:.4g}")
                 for k, label in (("stsb_dev", "STS-B dev"), ("sickr_dev", "SICK-R dev"),
                                  ("alignment", "alignment"), ("uniformity", "uniformity")) if k in dev]  # fmt: skip
+    dev_rows += _matryoshka_rows(cfg, dev)  # a Matryoshka run: the dev metric at each trained size
     parts = [
         f"---\n{header}---\n",
         f"# {name}\n",

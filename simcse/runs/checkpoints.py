@@ -35,7 +35,7 @@ from simcse.runs.folder import STATE_FILE, RunFolder, save_together
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step-(\d+)$")  # RunFolder.checkpoint's names
-_OPTIONAL = ("fp16_overflow_skipped", "no_duplicates", "stream")  # recorded only by the runs that have them
+_OPTIONAL = ("fp16_overflow_skipped", "no_duplicates", "stream", "sources")  # recorded only by the runs that have them
 
 
 @dataclasses.dataclass
@@ -55,6 +55,7 @@ class TrainerState:
     data: dict[str, int] = dataclasses.field(default_factory=dict)  # what reading skipped (ReadReport.counts)
     no_duplicates: dict[str, int] | None = None  # no_duplicates: global batches with a repeated text
     stream: dict[str, int] | None = None  # streaming: the position (examples each process has read, epoch)
+    sources: dict[str, Any] | None = None  # datasets: per source, its batches so far and its own state
 
     def update(self, values: Mapping[str, Any]) -> None:
         """Take the fields named in ``values`` (a restored checkpoint's state, the data's position)."""

@@ -51,6 +51,8 @@ def finish_run(cfg: TrainConfig) -> dict[str, str]:
 def log_summary(state: TrainerState, model: StrPath) -> None:
     """Log the outcome, with a warning for anything skipped on the way (also in the returned state)."""
     logger.info("best STS-B dev %.2f at step %d; model in %s", state.best_metric, state.best_step, model)
+    if state.sources:  # several sources (datasets): how many batches each gave
+        logger.info("batches per source: %s", ", ".join(f"{k} {v['batches']}" for k, v in state.sources.items()))
     skipped = {k: v for k, v in state.data.items() if v}
     if skipped or state.nonfinite_skipped:
         logger.warning(

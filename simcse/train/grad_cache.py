@@ -46,7 +46,8 @@ class GradCache:
     Args:
         chunk_size: Rows per forward pass.
         loss_fn: Scalar loss of the embeddings arranged ``(views, batch, dim)``.
-        views: Views per example; the batch's rows are view-major (all first views, then all second ...).
+        views: Views per example; the batch's rows are view-major (all first views, then all second ...). A
+            function of the batch's rows when batches differ (several sources).
         accelerator: An ``accelerate.Accelerator``: its ``backward`` (loss scaling), ``autocast`` and
             ``no_sync`` (one gradient all-reduce per step under DDP) are used. ``None``: plain PyTorch.
 
@@ -57,7 +58,11 @@ class GradCache:
     """
 
     def __init__(
-        self, chunk_size: int, loss_fn: Callable[[torch.Tensor], torch.Tensor], views: int, accelerator: Any = None
+        self,
+        chunk_size: int,
+        loss_fn: Callable[[torch.Tensor], torch.Tensor],
+        views: int | Callable[[int], int],
+        accelerator: Any = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -75,7 +80,8 @@ class GradCache:
                 parts.append(model(**chunk))  # (chunk, dim)
         z = torch.cat(parts).requires_grad_()  # (views * batch, dim), a leaf: its .grad is the cache
         self._pending = (model, chunks, states, z)
-        return self.loss_fn(z.view(self.views, -1, z.shape[-1]))  # z viewed (views, batch, dim)
+        views = self.views(rows) if callable(self.views) else self.views
+        return self.loss_fn(z.view(views, -1, z.shape[-1]))  # z viewed (views, batch, dim)
 
     def backward(self, loss: torch.Tensor) -> None:
         """Phase 2: gradients of ``loss`` into the model's parameters (accumulated into ``.grad``)."""

@@ -19,7 +19,7 @@ from typing import Any
 from simcse.config import TrainConfig, to_yaml
 from simcse.distributed import on_main, share_outcome
 from simcse.evaluation.dev import DevEvaluator
-from simcse.runs.card import render_model_card
+from simcse.runs.card import matryoshka_record, render_model_card
 from simcse.runs.checkpoints import TrainerState, save_checkpoint, start_run
 from simcse.runs.folder import BEST_FILE, CARD_FILE, RunFolder, SaveError, save_together
 from simcse.runs.lock import hold_run_folder
@@ -57,7 +57,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
 def _train(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool, stop_after: int | None) -> TrainerState:
     main = accelerator.is_main_process
     # the dev sets are read first: a missing one fails before the corpus is tokenized
-    evaluator = on_main(lambda: DevEvaluator(cfg.data_dir, cfg.eval_batch_size), "reading the dev sets")
+    evaluator = on_main(
+        lambda: DevEvaluator(cfg.data_dir, cfg.eval_batch_size, cfg.matryoshka_dims), "reading the dev sets"
+    )  # with matryoshka_dims, STS-B dev at each trained size too
     prep = prepare(cfg, accelerator)
     state = _start(accelerator, cfg, run, prep, resume)
     log_error: SaveError | None = None  # the main process's, shared with all at the next read
@@ -91,6 +93,7 @@ def _train(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool, sto
                 why = "the main process could not write the metrics, or a process met a bad training row"
                 raise prep.data.error or log_error or SaveError(f"{run.metrics}: another process failed ({why})")
             record = _record(outcome, state, done, cfg, prep.scheduler.get_last_lr()[0])
+            record.update(prep.objective.read_metrics())  # e.g. a guide's masked_negatives (a sum over processes)
             state.update(prep.data.state(done))  # the stream position, no_duplicates' counts
             if watch:
                 record.update(prep.objective.collapse_metrics())  # the global batch's spread; warns once on collapse
@@ -223,6 +226,7 @@ def _evaluate(
             state.best_metric, state.best_step = result["stsb_dev"], step
             best = {BEST_FILE: json.dumps({"step": step, "metric": "stsb_dev", "value": result["stsb_dev"]})}
             best[CARD_FILE] = render_model_card(cfg, result, step)  # saved with the weights, atomically
+            best.update(matryoshka_record(cfg, result))  # the trained sizes and their dev scores
 
             def save() -> None:
                 encoder.save(folder, include_head=not cfg.mlp_only_train, extra_files=best)

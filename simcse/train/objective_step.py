@@ -37,6 +37,7 @@ from simcse.objectives import (
     Prototypes,
     StepInputs,
     build_objective,
+    matryoshka_step,
 )
 from simcse.train.collapse import CollapseMonitor
 
@@ -106,9 +107,20 @@ class ObjectiveStep:
         >>> loss.backward(); optimizer.step(); step.after_step(model)  # doctest: +SKIP
     """
 
-    def __init__(self, cfg: TrainConfig, dim: int) -> None:
+    def __init__(self, cfg: TrainConfig, dim: int, tokenizer: Any = None) -> None:
         self.cfg, self.spec = cfg, OBJECTIVES[cfg.objective]
         self.loss_fn = build_objective(cfg.objective, **loss_hyperparameters(cfg))
+        self.step_fn = self.spec.step
+        if cfg.matryoshka_dims:  # the objective at every size, weighted, summed
+            if dim and max(cfg.matryoshka_dims) > dim:
+                raise ValueError(f"matryoshka_dims {list(cfg.matryoshka_dims)}: the encoder's vectors have {dim}")
+            self.step_fn = matryoshka_step(self.spec.step, cfg.matryoshka_dims, cfg.matryoshka_weights)
+        self.guide = None  # GISTEmbed's frozen guide: its similarities mask in-batch false negatives
+        if cfg.guide_model is not None:
+            from simcse.train.guide import Guide
+
+            self.guide = Guide(cfg.guide_model, tokenizer, cfg.guide_margin)
+        self._false_negatives: torch.Tensor | None = None  # the guide's mask of this step
         self.state: nn.Module | None = None  # checkpointed by the trainer (register_for_checkpointing)
         if self.spec.needs_queue:
             self.state = KeyQueue(cfg.queue_size, dim)
@@ -137,18 +149,31 @@ class ObjectiveStep:
         of every view ``(views, n, dim)`` from the model's forward (BYOL / SimSiam).
         """
         modules = objective_modules(model) if model is not None else None
+        if self.guide is not None and batch:  # the gradient cache calls guide_step itself, once per step
+            self.guide_step(batch, z.shape[0])
         inputs = StepInputs(
             _wide(z), self.loss_fn, gather_with_grad, gather_no_grad, offset=rank_and_world()[0] * z.shape[1],
             modules=modules, state=self.state, batch=batch, predictions=_wide(predictions),
+            false_negatives=self._false_negatives,
         )  # fmt: skip
         if self.spec.needs_momentum_encoder and modules is not None:
             inputs.targets = _wide(StepInputs(z, self.loss_fn, modules=modules, batch=batch).target_views())
         # the loss in float32 even under bf16 / fp16 autocast: at temperature 0.05, bf16's resolution of a
         # cosine near 1 (about 0.004) moves a logit by 0.08; the similarity matrices are small next to the encoder
         with torch.autocast(device_type=z.device.type, enabled=False):
-            loss = self.spec.step(inputs)
+            loss = self.step_fn(inputs)
         self._last, self._pending = inputs.z[0].detach(), inputs.enqueue
         return loss
+
+    def guide_step(self, batch: dict[str, torch.Tensor], views: int) -> None:
+        """The guide's false negatives of this step's rows (view-major), used by the next :meth:`loss`."""
+        assert self.guide is not None
+        self._false_negatives = self.guide.false_negatives(batch, views)
+
+    def read_metrics(self) -> dict[str, float]:
+        """The objective's per-step counts since the last read (``masked_negatives`` with a guide); every
+        process calls it at the same steps."""
+        return self.guide.read() if self.guide is not None else {}
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:

@@ -17,8 +17,10 @@ import os
 from typing import Any
 
 from simcse.config import TrainConfig
+from simcse.config.sources import source_configs, source_label
 from simcse.data.cache import load_training_views
 from simcse.data.loader import MapData
+from simcse.data.mixture import MixedData
 from simcse.data.stream import StreamData
 from simcse.data.views import AugmentedViews
 from simcse.distributed import launched_on_cpu_only, setup_wait_group
@@ -111,7 +113,7 @@ class Prepared:
     model: Any
     optimizer: Any
     scheduler: Any
-    data: MapData | StreamData
+    data: MapData | StreamData | MixedData
     total: int
     objective: ObjectiveStep
     step: TrainStep
@@ -133,7 +135,8 @@ def prepare(cfg: TrainConfig, accelerator: Any) -> Prepared:
     total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * data.steps_per_epoch  # type: ignore[operator]
     optimizer = build_optimizer(model, cfg)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, lr_schedule(optimizer, cfg, total))
-    objective = ObjectiveStep(cfg, accelerator.unwrap_model(model).encoder.dim)
+    encoder = accelerator.unwrap_model(model).encoder
+    objective = ObjectiveStep(cfg, encoder.dim, encoder.tokenizer)
     if objective.state is not None:  # a queue / memory: saved and restored with every checkpoint
         accelerator.register_for_checkpointing(objective.state.to(accelerator.device))
     step = TrainStep(accelerator, model, optimizer, cfg, objective)
@@ -143,13 +146,18 @@ def prepare(cfg: TrainConfig, accelerator: Any) -> Prepared:
     return Prepared(model, optimizer, scheduler, data, total, objective, step, every)
 
 
-def open_training_data(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -> MapData | StreamData:
+def open_training_data(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -> MapData | StreamData | MixedData:
     """The run's data: :class:`simcse.data.loader.MapData` (Arrow, tokenized once by the main process,
     memory-mapped by every process), or :class:`simcse.data.stream.StreamData` with ``streaming: true``.
 
     Either gives ``batches(start, total, device)`` (this process's rows of every step from ``start``),
-    ``steps_per_epoch``, ``report`` (what reading skipped), ``state(step)`` and ``error``.
+    ``steps_per_epoch``, ``report`` (what reading skipped), ``state(step)`` and ``error``. With ``datasets``,
+    :class:`simcse.data.mixture.MixedData` over each source's own.
     """
+    if cfg.datasets:  # several sources: each opened as its own run would open it
+        names = [source_label(cfg, i) for i in range(len(cfg.datasets))]
+        sources = [open_training_data(c, tokenizer, accelerator) for c in source_configs(cfg)]
+        return MixedData(sources, names, cfg.dataset_sampling, cfg.seed)
     if cfg.streaming:
         return StreamData(cfg, tokenizer, accelerator.process_index, accelerator.num_processes)
     views = load_training_views(cfg, tokenizer, accelerator.is_main_process, accelerator)

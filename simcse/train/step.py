@@ -34,7 +34,7 @@ def embed_views(
     ``extra`` (``mlm=...``, ``predict=True``) asks the same forward call for more outputs, written into
     ``extras`` (predictions arranged like the views).
     """
-    views = cfg.num_views
+    views = cfg.views_in(batch["input_ids"].shape[0])
     group = length_group_rows(cfg, batch["input_ids"].device)
     rows = batch if not cfg.same_dropout_mask else {k: v[: v.shape[0] // views] for k, v in batch.items()}
     out = model(**rows, group_rows=group, **extra)
@@ -74,7 +74,7 @@ def compute_loss(
         extra["predict"] = True
     extras: dict[str, torch.Tensor] = {}
     z = embed_views(model, batch, cfg, extras, **extra)  # (views, batch, dim)
-    step = objective or ObjectiveStep(cfg, z.shape[-1])
+    step = objective or ObjectiveStep(cfg, z.shape[-1], tokenizer)
     loss = step.loss(model, z, batch, predictions=extras.get("predictions"))
     if cfg.do_mlm:
         loss = loss + cfg.mlm_weight * extras["mlm_loss"]
@@ -107,7 +107,7 @@ def make_grad_cache(
     def loss_fn(z: torch.Tensor) -> torch.Tensor:
         return step.loss(None, z, {})  # the cache's objectives (infonce) read neither model nor batch
 
-    return GradCache(cfg.grad_cache_chunk_size, loss_fn, cfg.num_views, accelerator)
+    return GradCache(cfg.grad_cache_chunk_size, loss_fn, cfg.views_in, accelerator)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -211,6 +211,8 @@ class TrainStep:
         acc, cfg, device = self.accelerator, self.cfg, self.accelerator.device
         with acc.autocast():
             if self.cache is not None:
+                if self.objective.guide is not None:  # the guide's similarities, once per step (the cache's
+                    self.objective.guide_step(batch, cfg.views_in(batch["input_ids"].shape[0]))  # loss reads no batch)
                 loss = self.cache.loss(self.model, batch)
             else:
                 loss = compute_loss(self.model, batch, cfg, self.tokenizer, self.objective)

