@@ -30,7 +30,8 @@ class DevEvaluator:
     def __call__(self, encoder: Any, use_head: bool) -> dict[str, float]:
         """Score ``encoder`` (left in its previous train/eval mode)."""
         memo: dict = {}
-        full = TruncatingEncoder(encoder, encoder.dim, memo)  # every size reads these vectors
+        # with sizes to score, the full vectors are kept for them (each sentence encoded once)
+        full = TruncatingEncoder(encoder, encoder.dim, memo) if self.truncate_dims else encoder
         result = evaluate_sts(
             lambda s: full.encode(s, batch_size=self.batch_size, use_head=use_head),
             tasks=list(self.tasks),
