@@ -165,7 +165,7 @@ def search_hits(model: str, folder: str, queries: list[str], capsys, *extra: str
 def test_ray_actor_pool_gives_the_rows_of_one_process(tiny_model_dir, corpus, reference, tmp_path, capsys):
     """One Ray session: the output has a manifest (the settings ``simcse encode`` records), the search over it
     finds what the search over the single-process output finds, and a second run is refused."""
-    ray = pytest.importorskip("ray")
+    import ray
 
     from simcse.corpus import CorpusError, ShardedEmbeddings
     from simcse.corpus.ray import encode_with_ray

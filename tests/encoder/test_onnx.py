@@ -8,16 +8,14 @@ import shutil
 
 import numpy as np
 import onnx
+import onnxruntime  # noqa: F401 (the onnx extra is part of dev: a broken install fails, never skips)
 import pytest
-
-from tests.helpers.cli import simcse
-from tests.helpers.vectors import row_cosine
-
-pytest.importorskip("onnxruntime", reason="the onnx extra is part of dev")  # CI installs .[dev]: never skipped
 
 from simcse import Encoder
 from simcse.encoder.export import export_onnx, quantized_file
 from simcse.encoder.onnx import ONNX_FILE
+from tests.helpers.cli import simcse
+from tests.helpers.vectors import row_cosine
 
 SENTENCES = [
     "a man is playing the guitar", "a woman eats bread", "the dog runs in the park", "x",

@@ -19,19 +19,17 @@ import sys
 
 import numpy as np
 import onnx
+import openvino  # noqa: F401 (the openvino extra is part of dev: a broken install fails, never skips)
 import pytest
-
-from tests.helpers.cli import simcse
-from tests.helpers.models import build_tiny_bert_dir
-from tests.helpers.vectors import row_cosine
-
-pytest.importorskip("openvino", reason="the openvino extra is part of dev")  # CI installs .[dev]: never skipped
 
 from simcse import Encoder
 from simcse.encoder.export import export_onnx, quantized_file
 from simcse.encoder.int8 import CalibrationError, read_calibration
 from simcse.encoder.openvino import CACHE_DIR, import_openvino
 from simcse.evaluation.export_gate import QualityGateError, STSGate
+from tests.helpers.cli import simcse
+from tests.helpers.models import build_tiny_bert_dir
+from tests.helpers.vectors import row_cosine
 
 SENTENCES = [
     "a man is playing the guitar", "a woman eats bread", "the dog runs in the park", "x",

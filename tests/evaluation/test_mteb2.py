@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import os
 
+import mteb
 import numpy as np
 import pytest
 import torch
 
-mteb = pytest.importorskip("mteb", reason="the mteb extra is part of dev")  # CI installs .[dev]: never skipped
-
-from simcse.encoder.mteb import folder_prompts, mteb_prompt  # noqa: E402
-from simcse.encoder.prompts import PromptSettings  # noqa: E402
-from simcse.evaluation.mteb_tasks import local_mteb_task  # noqa: E402
-from simcse.evaluation.scoring import evaluate_sts  # noqa: E402
+from simcse.encoder.mteb import folder_prompts, mteb_prompt
+from simcse.encoder.prompts import PromptSettings
+from simcse.evaluation.mteb_tasks import local_mteb_task
+from simcse.evaluation.scoring import evaluate_sts
 
 SENTENCES = ["a man is playing the guitar", "a woman eats bread", "the dog runs in the park", "a red car"]
 
