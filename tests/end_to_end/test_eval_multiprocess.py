@@ -94,5 +94,6 @@ def test_a_failure_on_one_process_ends_both_without_waiting(spread_model_dir: st
     proc = run(2, _args(spread_model_dir, inputs, out), entry=[FAULTY], timeout=240, SIMCSE_TEST_ENCODE_FAIL="1")
     assert proc.returncode != 0
     assert "injected failure on process 1" in proc.stderr  # the failing process reports its own error
-    assert "simcse eval: error: evaluation failed on another process" in proc.stderr  # process 0, in one line
+    # process 0, in one line that names the failing process and its error
+    assert "simcse eval: error: process 1 failed while evaluating: injected failure on process 1" in proc.stderr
     assert not os.path.exists(out)
