@@ -17,6 +17,7 @@ a collective that never comes until the timeout.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from collections.abc import Callable
@@ -156,10 +157,18 @@ def share_outcome(error: BaseException | None, what: str) -> None:
         return
     messages = gather_objects(None if error is None else _one_line(error))
     if error is not None:
+        with contextlib.suppress(AttributeError):  # an exception type with __slots__ stays unmarked
+            error.simcse_shared = True  # type: ignore[attr-defined]
         raise error
     for rank, message in enumerate(messages):
         if message is not None:
             raise PeerFailed(f"process {rank} failed while {what}: {message}")
+
+
+def was_shared(error: BaseException) -> bool:
+    """Whether every process already knows of ``error`` (raised by :func:`share_outcome`): sharing it again
+    would wait for processes that have stopped."""
+    return isinstance(error, PeerFailed) or bool(getattr(error, "simcse_shared", False))
 
 
 def on_main(work: Callable[[], Any], what: str) -> Any:

@@ -136,7 +136,7 @@ def scoring(ctx: Ctx) -> None:
 def dev_evaluator(ctx: Ctx) -> None:
     from simcse.evaluation import DevEvaluator
 
-    assert DevEvaluator(Path(ctx.data), 16)(ctx.encoder, True) == DevEvaluator(ctx.data, 16)(ctx.encoder, True)
+    assert DevEvaluator(Path(ctx.data), 16)(ctx.encoder, use_head=True) == DevEvaluator(ctx.data, 16)(ctx.encoder, use_head=True)
 
 
 @case
@@ -164,7 +164,7 @@ def atomic_files(ctx: Ctx) -> None:
 
 @case
 def plots(ctx: Ctx) -> None:
-    from simcse.cli.eval import plot_align_uniform as eval_plot
+    from simcse.cli.eval_report import plot_align_uniform as eval_plot
     from simcse.plots import plot_align_uniform, plot_training_curves
     from simcse.runs.folder import read_metrics
 

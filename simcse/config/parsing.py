@@ -31,6 +31,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
     try:
         if get_origin(target) is dict:
             return _mapping(value)
+        if get_origin(target) is list:
+            return _specs(value)
         if isinstance(value, (dict, list)) and get_origin(target) is not tuple:
             raise ValueError(f"expected a single value, got a {type(value).__name__}")
         if get_origin(target) is Literal:
@@ -68,6 +70,18 @@ def _mapping(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ValueError("expected a mapping of column name to prompt text")
     return dict(value)
+
+
+def _specs(value: Any) -> list[dict[str, Any]]:
+    """A list of mappings (evaluator specs) from YAML, or from a JSON list on the command line."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("expected a list (on the command line a JSON list: '[{\"type\": ...}]')") from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValueError("expected a list of evaluator specs (mappings with a type)")
+    return [dict(v) for v in value]
 
 
 def _check_key(key: str, source: str) -> None:
