@@ -3,7 +3,7 @@
 1. Build the STS-B retrieval set (``scripts/bench/build_retrieval_dev.py``) into ``data/stsb-retrieval``
    (git-ignored) unless it is there: dev queries from STS-B dev pairs, test queries from STS-B test pairs.
 2. Train ``training/configs/demo_retrieval_minilm.yaml``: NLI triplets, evaluated before the first step and
-   every 20 steps on the **dev** queries; the best ``stsb-retrieval/ndcg@10`` is kept.
+   every 10 steps on the **dev** queries; the best ``stsb-retrieval/ndcg@10`` is kept.
 3. Score the start (the packaged model) and the saved model on the **test** queries, which chose nothing,
    and print a before/after table (nDCG@10, MRR@10, Recall@10) with the dev curve.
 
