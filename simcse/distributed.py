@@ -17,6 +17,7 @@ a collective that never comes until the timeout.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from collections.abc import Callable
@@ -154,12 +155,28 @@ def share_outcome(error: BaseException | None, what: str) -> None:
         if error is not None:
             raise error
         return
-    messages = gather_objects(None if error is None else _one_line(error))
+    try:
+        messages = gather_objects(None if error is None else _one_line(error))
+    except Exception as failed:  # the wait itself failed (a timeout, a process gone): no second wait can succeed
+        _mark_shared(failed)
+        raise
     if error is not None:
-        raise error
+        raise _mark_shared(error)
     for rank, message in enumerate(messages):
         if message is not None:
             raise PeerFailed(f"process {rank} failed while {what}: {message}")
+
+
+def _mark_shared(error: BaseException) -> BaseException:
+    with contextlib.suppress(AttributeError):  # an exception type with __slots__ stays unmarked
+        error.simcse_shared = True  # type: ignore[attr-defined]
+    return error
+
+
+def was_shared(error: BaseException) -> bool:
+    """Whether ``error`` was raised by :func:`share_outcome` (every process knows of it, or the wait itself
+    failed): sharing it again would wait for processes that have stopped."""
+    return isinstance(error, PeerFailed) or bool(getattr(error, "simcse_shared", False))
 
 
 def on_main(work: Callable[[], Any], what: str) -> Any:

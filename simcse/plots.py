@@ -1,4 +1,4 @@
-"""Training curves of a run (loss, STS-B dev Spearman, alignment, uniformity over steps) and the
+"""Training curves of a run (loss, dev metrics, alignment, uniformity over steps) and the
 alignment-uniformity plot of the SimCSE paper's Figure 2.
 
 The four panels follow what the SimCSE paper watches during training (its Figure 2 tracks
@@ -34,13 +34,17 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, v.size + 1) - counts]) / counts
 
 
-def plot_training_curves(records: Sequence[dict[str, Any]], path: StrPath, title: str | None = None) -> str:
-    """Write a 2x2 figure (loss, STS dev Spearman, alignment, uniformity vs step) to ``path`` (PNG).
+def plot_training_curves(
+    records: Sequence[dict[str, Any]], path: StrPath, title: str | None = None, metric: str = "stsb_dev"
+) -> str:
+    """Write a 2x2 figure (loss, dev metrics, alignment, uniformity vs step) to ``path`` (PNG).
 
     Args:
         records: ``metrics.jsonl`` records (see :func:`simcse.runs.folder.read_metrics`).
         path: Output file; written beside under a temporary name, then renamed (never half-written).
         title: Figure title (e.g. the run's model and recipe).
+        metric: The metric that selected the best model: the dev panel draws it (bold) with the other
+            metrics of its evaluator (``<name>/...``); the default's are STS-B and SICK-R dev Spearman.
 
     Returns:
         ``path``, as a string.
@@ -54,24 +58,29 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: StrPath, title
     best_step = _best_step(records)
 
     _draw_loss(ax_loss, records)
-    for key, label, style in (("stsb_dev", "STS-B dev", "o-"), ("sickr_dev", "SICK-R dev", "s--")):
+    prefix = metric.rsplit("/", 1)[0] + "/" if "/" in metric else ""
+    for key, label, style in _dev_lines(records, metric, prefix):
         x, y = _series(records, key)
         if x:
-            ax_sts.plot(x, y, style, markersize=4, label=label)
-            _label_last(ax_sts, x, y, "{:.2f}")
+            ax_sts.plot(x, y, style, markersize=4, label=label, linewidth=2.0 if key == metric else 1.0)
+            _label_last(ax_sts, x, y, "{:.2f}" if not prefix else "{:.3f}")
     if ax_sts.lines:
         ax_sts.legend(fontsize=8)
     best_note = f"; best (saved) at step {best_step}" if best_step is not None else ""
-    ax_sts.set_title(f"dev Spearman x 100{best_note}")
+    ax_sts.set_title(f"dev {prefix[:-1] or 'Spearman x 100'}{best_note}")
 
     for ax, key, color, what in (
         (ax_align, "alignment", "tab:green", "alignment (lower is better)"),
         (ax_unif, "uniformity", "tab:red", "uniformity (lower is better)"),
     ):
-        x, y = _series(records, key)
-        if x:
-            ax.plot(x, y, "o-", color=color, markersize=4)
-            _label_last(ax, x, y, "{:.3f}")
+        keys = [key] if any(key in r for r in records) else _keys(records, lambda k, key=key: k.endswith("/" + key))
+        for k in keys:
+            x, y = _series(records, k)
+            if x:
+                ax.plot(x, y, "o-", color=color if len(keys) == 1 else None, markersize=4, label=k.rsplit("/", 1)[0])
+                _label_last(ax, x, y, "{:.3f}")
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
         ax.set_title(what)
 
     for ax in axes.flat:
@@ -87,6 +96,20 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: StrPath, title
     fig.tight_layout()
     _save(fig, path)
     return path
+
+
+def _keys(records: Sequence[dict[str, Any]], keep: Any) -> list[str]:
+    """Every key of ``records`` that ``keep`` accepts, in the order first seen."""
+    return [k for k in dict.fromkeys(k for r in records for k in r) if keep(k)]
+
+
+def _dev_lines(records: Sequence[dict[str, Any]], metric: str, prefix: str) -> list[tuple[str, str, str]]:
+    """(key, label, style) of the dev panel's lines: STS-B / SICK-R dev, or the selecting evaluator's metrics."""
+    if not prefix:
+        return [("stsb_dev", "STS-B dev", "o-"), ("sickr_dev", "SICK-R dev", "s--")]
+    others = _keys(records, lambda k: k.startswith(prefix) and k != metric and "/" not in k[len(prefix):]
+                   and k[len(prefix):] not in ("alignment", "uniformity"))  # fmt: skip
+    return [(metric, f"{metric} (selects)", "o-")] + [(k, k[len(prefix) :], "s--") for k in others]
 
 
 def plot_align_uniform(

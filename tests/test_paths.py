@@ -136,7 +136,8 @@ def scoring(ctx: Ctx) -> None:
 def dev_evaluator(ctx: Ctx) -> None:
     from simcse.evaluation import DevEvaluator
 
-    assert DevEvaluator(Path(ctx.data), 16)(ctx.encoder, True) == DevEvaluator(ctx.data, 16)(ctx.encoder, True)
+    same = DevEvaluator(ctx.data, 16)(ctx.encoder, use_head=True)
+    assert DevEvaluator(Path(ctx.data), 16)(ctx.encoder, use_head=True) == same
 
 
 @case

@@ -84,7 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not _is_main_process():
         return 0
     print(
-        f"best STS-B dev {state['best_metric']:.2f} at step {state['best_step']} (of {state['step']})\n"
+        f"best {_best(cfg.metric_for_best, state['best_metric'])} at step {state['best_step']} (of {state['step']})\n"
         f"model:  {cfg.output_dir}/model\n"
         f"card:   {cfg.output_dir}/model/README.md\n"
         f"curves: {cfg.output_dir}/training_curves.png"
@@ -100,6 +100,10 @@ def run_train(args: argparse.Namespace) -> int:
 
         print(f"pushed: {push_to_hub(f'{cfg.output_dir}/model', cfg.push_to_hub)} (private)")
     return 0
+
+
+def _best(metric: str, value: float) -> str:
+    return f"STS-B dev {value:.2f}" if metric == "stsb_dev" else f"{metric} {value:.4g}"
 
 
 def _check_push(repo_id: str, seeds: bool) -> None:

@@ -43,6 +43,12 @@ def check_config(cfg: Any) -> None:
         (cfg.dataloader_workers is None or cfg.dataloader_workers >= 0, "dataloader_workers must be >= 0"),
         (cfg.max_nonfinite_steps >= 1, f"max_nonfinite_steps must be >= 1, got {cfg.max_nonfinite_steps}"),
         (cfg.ddp_timeout >= 1 and cfg.wait_timeout >= 1, "ddp_timeout and wait_timeout must be >= 1 (seconds)"),
+        (isinstance(cfg.metric_for_best, str) and cfg.metric_for_best.strip() != "", "metric_for_best must be named"),
+        (
+            cfg.dev_evaluators is None or (len(cfg.dev_evaluators) > 0 and all(
+                isinstance(s, dict) and "type" in s for s in cfg.dev_evaluators)),
+            "dev_evaluators must be a non-empty list of evaluator specs, each with a type (or null: STS-B dev)",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -132,7 +132,16 @@ class TrainConfig:
     tf32: bool = _f(True, "allow TF32 matmuls on CUDA (Ampere and newer; ~1e-3 relative error, much faster fp32)")
     seed: int = _f(42, "random seed")
     # evaluation, checkpoints, logging
-    eval_steps: int = _f(125, "score STS-B dev (and SICK-R dev) every N steps")
+    eval_steps: int = _f(125, "evaluate on the dev evaluators every N steps (default: STS-B and SICK-R dev)")
+    dev_evaluators: list[dict[str, Any]] | None = _f(
+        None,
+        "evaluator specs scored at each evaluation, as simcse eval --evaluators takes them (a YAML list; on the "
+        "command line a JSON list); None: the paper's STS-B dev and SICK-R dev (stsb_dev, sickr_dev, alignment...)",
+    )
+    metric_for_best: str = _f(
+        "stsb_dev", "the metric that picks the saved model, as metrics.jsonl names it (e.g. retrieval/ndcg@10)"
+    )
+    eval_on_start: bool = _f(False, "also evaluate before the first step (step 0 on the curves, and a candidate)")
     eval_batch_size: int = _f(128, "batch size for evaluation encoding")
     checkpoint_steps: int = _f(
         1000, "write a resumable checkpoint every N steps, and at the end and on SIGTERM (0: at every evaluation)"

@@ -31,7 +31,7 @@ from simcse.evaluation.pair_classification import PairClassificationEvaluator, l
 from simcse.evaluation.retrieval import RetrievalEvaluator
 from simcse.evaluation.retrieval_data import load_beir, load_retrieval_pairs
 from simcse.evaluation.sizes import AtSizes
-from simcse.evaluation.sts import STSEvaluator
+from simcse.evaluation.sts import SHORT_NAMES, STSEvaluator
 from simcse.evaluation.tasks import load_scored_pairs
 
 SOURCE = ("path", "dataset", "config", "split", "columns")
@@ -96,6 +96,16 @@ def build_evaluator(spec: Mapping[str, Any], data_dir: str | None = None) -> Eva
     else:
         data = load_retrieval_pairs(**source)
     return RetrievalEvaluator(data, name, **spec)
+
+
+def spec_name(spec: Mapping[str, Any]) -> str:
+    """The name an evaluator built from ``spec`` takes (the prefix of its metrics), without reading its data."""
+    if spec.get("name"):
+        return str(spec["name"])
+    if spec.get("type") == "sts" and "task" in spec:
+        task, split = spec["task"], spec.get("split")
+        return SHORT_NAMES.get(task, str(task).lower()) + (f"_{split}" if split else "")
+    return str(spec.get("type"))
 
 
 def build_evaluators(specs: Sequence[Mapping[str, Any]], data_dir: str | None = None) -> list[Evaluator]:

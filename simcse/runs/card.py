@@ -1,6 +1,6 @@
 """Model cards: the ``README.md`` of a saved model folder, in the Hugging Face format.
 
-A card is a pure function of the run: its config, the STS-B dev metrics of the saved step and,
+A card is a pure function of the run: its config, the dev metrics of the saved step and,
 once :func:`simcse.runs.report.add_test_results` has been called, the full STS test table. The
 training loop writes one with every best model (through ``Encoder.save(extra_files=...)``, so the card
 and the weights are replaced together); :func:`write_model_card` rewrites it from the run's files
@@ -17,6 +17,7 @@ import yaml
 
 from simcse.config import TrainConfig, load_config, to_yaml
 from simcse.encoder.st_format import ST_POOLING_MODES
+from simcse.evaluation.evaluators import spec_name
 from simcse.evaluation.tasks import PAPER_COLUMNS
 from simcse.install_check import DISTRIBUTION
 from simcse.io import StrPath, atomic_write_text
@@ -31,6 +32,10 @@ HUB_DATASETS = {
     "STS12": "mteb/sts12-sts", "STS13": "mteb/sts13-sts", "STS14": "mteb/sts14-sts", "STS15": "mteb/sts15-sts",
     "STS16": "mteb/sts16-sts", "STSBenchmark": "sentence-transformers/stsb", "SICKRelatedness": "mteb/sickr-sts",
 }  # fmt: skip
+TASK_TYPES = {
+    "retrieval": {"type": "retrieval", "name": "Retrieval"},
+    "pair_classification": {"type": "pair-classification", "name": "Pair Classification"},
+}  # model-index task types of the dev evaluators (sts: Semantic Similarity)
 TAGS = ("sentence-transformers", "sentence-similarity", "feature-extraction", "simcse", "contrastive-learning")
 CITATION = """@inproceedings{gao2021simcse,
   title={{SimCSE}: Simple Contrastive Learning of Sentence Embeddings},
@@ -58,16 +63,29 @@ def _metric(name: str, value: float) -> dict[str, Any]:
     return {"type": "spearman_cosine", "value": round(float(value), 2), "name": f"{name} (Spearman x 100, cosine)"}
 
 
+def _dev_results(cfg: TrainConfig, dev: dict[str, Any]) -> list[dict[str, Any]]:
+    """model-index results of the dev evaluators: one per evaluator, under the user's dataset and name."""
+    task = {"type": "semantic-similarity", "name": "Semantic Similarity"}
+    if cfg.dev_evaluators is None:
+        dataset = {"name": "STS-B dev (SentEval)", "type": HUB_DATASETS["STSBenchmark"], "split": "validation"}
+        return [{"task": dict(task), "dataset": dataset, "metrics": [_metric("STS-B dev", dev["stsb_dev"])]}]
+    results = []
+    for spec in cfg.dev_evaluators:
+        name = spec_name(spec)
+        source = spec.get("dataset") or spec.get("task") or os.path.basename(os.path.normpath(str(spec.get("path"))))
+        values = {k[len(name) + 1 :]: v for k, v in dev.items() if k.startswith(name + "/")}
+        results.append({
+            "task": dict(TASK_TYPES.get(spec["type"], task)),  # a copy each time: a shared object becomes a YAML anchor
+            "dataset": {"name": name, "type": source, "split": spec.get("split") or "test"},
+            "metrics": [{"type": k, "value": round(float(v), 4), "name": f"{name} {k}"} for k, v in values.items()],
+        })  # fmt: skip
+    return results
+
+
 def _header(cfg: TrainConfig, name: str, dev: dict[str, Any], test: dict[str, Any] | None) -> dict[str, Any]:
     """The card's YAML metadata (library, tags, datasets, base model, model-index)."""
     task = {"type": "semantic-similarity", "name": "Semantic Similarity"}
-    results = [
-        {
-            "task": dict(task),  # a copy each time: a shared object would become a YAML anchor
-            "dataset": {"name": "STS-B dev (SentEval)", "type": HUB_DATASETS["STSBenchmark"], "split": "validation"},
-            "metrics": [_metric("STS-B dev", dev["stsb_dev"])],
-        }
-    ]
+    results = _dev_results(cfg, dev)
     for task_name, record in (test or {}).get("tasks", {}).items():
         column = PAPER_COLUMNS.get(task_name, task_name)
         dataset = {"name": f"{column} test (SentEval)", "type": HUB_DATASETS.get(task_name, task_name), "split": "test"}
@@ -77,7 +95,7 @@ def _header(cfg: TrainConfig, name: str, dev: dict[str, Any], test: dict[str, An
         "pipeline_tag": "sentence-similarity",
         "tags": [*TAGS, "unsupervised-simcse" if cfg.mode == "unsup" else "supervised-simcse"],
         "datasets": [cfg.dataset_name or os.path.basename(cfg.train_file or "")],
-        "metrics": ["spearman_cosine"],
+        "metrics": ["spearman_cosine" if cfg.dev_evaluators is None else cfg.metric_for_best.rsplit("/", 1)[-1]],
         "model-index": [{"name": name, "results": results}],
     }
     base = base_model_id(cfg.model_name_or_path)
@@ -173,8 +191,8 @@ def render_model_card(
 
     Args:
         cfg: The run's config.
-        dev: Dev metrics of the saved step (``stsb_dev``, and ``sickr_dev``, ``alignment``,
-            ``uniformity`` when present), as the training loop records them.
+        dev: Dev metrics of the saved step, as the training loop records them (the default's ``stsb_dev``,
+            ``sickr_dev``, ``alignment``, ``uniformity``; else every ``<evaluator>/<metric>``).
         step: The saved step.
         test: :func:`simcse.evaluation.evaluate_sts`'s result on the test suite, if available.
         curves: Show ``training_curves.png`` (present in the model folder).
@@ -188,10 +206,6 @@ def render_model_card(
     )  # fmt: skip
     pooler = saved_pooler(cfg)
     base = base_model_id(cfg.model_name_or_path)
-    dev_rows = [(label, f"{dev[k]:.2f}" if k.endswith("dev") else f"{dev[k]:.4g}")
-                for k, label in (("stsb_dev", "STS-B dev"), ("sickr_dev", "SICK-R dev"),
-                                 ("alignment", "alignment"), ("uniformity", "uniformity")) if k in dev]  # fmt: skip
-    dev_rows += _matryoshka_rows(cfg, dev)  # a Matryoshka run: the dev metric at each trained size
     parts = [
         f"---\n{header}---\n",
         f"# {name}\n",
@@ -201,9 +215,7 @@ def render_model_card(
         f"{' with the MLP head in training only' if cfg.mlp_only_train else ''}. Sentences map to "
         f"`{pooler}`-pooled vectors (the folder records this choice); compare them by cosine similarity.\n",
         "## Results\n",
-        f"Best checkpoint by STS-B dev Spearman (x 100), saved at step {step}; the dev sets chose it, "
-        "so only the test numbers compare with the paper.\n",
-        _table(dev_rows) + "\n",
+        _dev_text(cfg, dev, step),
     ]
     if test is not None:
         parts += [
@@ -230,8 +242,27 @@ def render_model_card(
     return "\n".join(parts)
 
 
-def _best_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    saved = [r for r in records if r.get("new_best") and "stsb_dev" in r]
+def _dev_text(cfg: TrainConfig, dev: dict[str, Any], step: int) -> str:
+    """The card's dev results: what chose the checkpoint, and its scores."""
+    if cfg.dev_evaluators is None:
+        rows = [(label, f"{dev[k]:.2f}" if k.endswith("dev") else f"{dev[k]:.4g}")
+                for k, label in (("stsb_dev", "STS-B dev"), ("sickr_dev", "SICK-R dev"),
+                                 ("alignment", "alignment"), ("uniformity", "uniformity")) if k in dev]  # fmt: skip
+        rows += _matryoshka_rows(cfg, dev)  # a Matryoshka run: the dev metric at each trained size
+        return (
+            f"Best checkpoint by STS-B dev Spearman (x 100), saved at step {step}; the dev sets chose it, "
+            f"so only the test numbers compare with the paper.\n\n{_table(rows)}\n"
+        )
+    names = [spec_name(spec) + "/" for spec in cfg.dev_evaluators]
+    rows = "\n".join(f"| `{k}` | {v:.4g} |" for k, v in dev.items() if k.startswith(tuple(names)))
+    return (
+        f"Best checkpoint by `{cfg.metric_for_best}` on the dev evaluators, saved at step {step}; those sets chose "
+        f"it, so report on held-out data.\n\n| dev metric | value |\n|---|---:|\n{rows}\n"
+    )
+
+
+def _best_record(records: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+    saved = [r for r in records if r.get("new_best") and metric in r]
     return saved[-1] if saved else None
 
 
@@ -242,10 +273,12 @@ def write_model_card(run_dir: StrPath, cfg: TrainConfig | None = None) -> str | 
     ``sts_test.json`` (if any) and shows ``model/training_curves.png`` if present.
     """
     run = RunFolder(run_dir)
-    best = _best_record(run.read_metrics())
-    if not os.path.isdir(run.model) or best is None:
+    if not os.path.isdir(run.model):
         return None
     cfg = cfg or load_config(run.config)
+    best = _best_record(run.read_metrics(), cfg.metric_for_best)
+    if best is None:
+        return None
     test = None
     if os.path.isfile(run.test_results):
         with open(run.test_results, encoding="utf-8") as f:

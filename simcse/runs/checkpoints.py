@@ -47,7 +47,7 @@ class TrainerState:
     """
 
     step: int = 0  # optimizer steps taken
-    best_metric: float = -math.inf  # STS-B dev of the saved model (the best so far)
+    best_metric: float = -math.inf  # metric_for_best of the saved model (the best so far; STS-B dev by default)
     best_step: int = -1  # its step; -1: no model saved yet
     nonfinite_skipped: int = 0  # updates skipped for a non-finite loss
     mixed_precision: str = "no"  # the precision the run trains in (the launcher's when the recipe leaves it)
@@ -189,4 +189,5 @@ def start_run(accelerator: Any, output_dir: StrPath, config_yaml: str, state: Tr
         if restored is not None:
             state.update(restored)
         reconcile_best(run.root, state)
-    on_main(lambda: run.truncate_metrics(state.step), "trimming metrics.jsonl")
+    # from no checkpoint (step 0) nothing is kept, not even an evaluation at step 0 (eval_on_start writes it again)
+    on_main(lambda: run.truncate_metrics(state.step if state.step > 0 else -1), "trimming metrics.jsonl")

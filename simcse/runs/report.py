@@ -35,7 +35,7 @@ def finish_run(cfg: TrainConfig) -> dict[str, str]:
     try:
         records = read_metrics(run.metrics)
         title = f"{cfg.model_name_or_path} - {cfg.mode} SimCSE ({cfg.objective}) - {run.root}"
-        written["curves"] = plot_training_curves(records, run.curves, title)
+        written["curves"] = plot_training_curves(records, run.curves, title, metric=cfg.metric_for_best)
         if os.path.isdir(run.model):
             tmp = os.path.join(run.model, f".{os.path.basename(run.model_curves)}.tmp-{os.getpid()}")
             shutil.copyfile(written["curves"], tmp)
@@ -48,9 +48,10 @@ def finish_run(cfg: TrainConfig) -> dict[str, str]:
     return written
 
 
-def log_summary(state: TrainerState, model: StrPath) -> None:
+def log_summary(state: TrainerState, model: StrPath, metric: str = "stsb_dev") -> None:
     """Log the outcome, with a warning for anything skipped on the way (also in the returned state)."""
-    logger.info("best STS-B dev %.2f at step %d; model in %s", state.best_metric, state.best_step, model)
+    best = f"STS-B dev {state.best_metric:.2f}" if metric == "stsb_dev" else f"{metric} {state.best_metric:.4g}"
+    logger.info("best %s at step %d; model in %s", best, state.best_step, model)
     if state.sources:  # several sources (datasets): how many batches each gave
         logger.info("batches per source: %s", ", ".join(f"{k} {v['batches']}" for k, v in state.sources.items()))
     skipped = {k: v for k, v in state.data.items() if v}

@@ -3,35 +3,33 @@
 :func:`train` holds the run folder (:mod:`simcse.runs.lock`) and builds what the loop runs on
 (:func:`simcse.train.prepared.prepare`: model, data, optimizer, schedule, objective, step). Each step runs
 :class:`simcse.train.step.TrainStep` (forward over the views, the objective's loss, one agreement across
-processes, the update), steps the schedule, records the step, evaluates on STS-B dev (saving the best
-model) and checkpoints. Every file of the run folder goes through :mod:`simcse.runs`.
+processes, the update), steps the schedule, records the step, evaluates on the dev evaluators (STS-B dev by
+default; every process encodes a share) saving the best model by ``metric_for_best`` (see
+:mod:`simcse.train.selection`), and checkpoints. Every file of the run folder goes through :mod:`simcse.runs`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
 from typing import Any
 
 from simcse.config import TrainConfig, to_yaml
-from simcse.distributed import on_main, share_outcome
-from simcse.evaluation.dev import DevEvaluator
-from simcse.runs.card import matryoshka_record, render_model_card
 from simcse.runs.checkpoints import TrainerState, save_checkpoint, start_run
-from simcse.runs.folder import BEST_FILE, CARD_FILE, RunFolder, SaveError, save_together
+from simcse.runs.folder import RunFolder, SaveError
 from simcse.runs.lock import hold_run_folder
 from simcse.runs.report import finish_run, log_summary
 from simcse.train.prepared import Prepared, make_accelerator, prepare
+from simcse.train.selection import build_dev_evaluators, evaluate
 from simcse.train.step import StepOutcome
 
 logger = logging.getLogger(__name__)
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
-    """Train per ``cfg``; the best model by STS-B dev is saved to ``<output_dir>/model``.
+    """Train per ``cfg``; the best model by ``cfg.metric_for_best`` (STS-B dev) is saved to ``<output_dir>/model``.
 
     Runs as one process or as every process of a launch (``torchrun``, ``accelerate launch``): the
     run is the same either way (the same global batches, loss, learning rate and weights).
@@ -56,10 +54,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
 
 def _train(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool, stop_after: int | None) -> TrainerState:
     main = accelerator.is_main_process
-    # the dev sets are read first: a missing one fails before the corpus is tokenized
-    evaluator = on_main(
-        lambda: DevEvaluator(cfg.data_dir, cfg.eval_batch_size, cfg.matryoshka_dims), "reading the dev sets"
-    )  # with matryoshka_dims, STS-B dev at each trained size too
+    # the dev sets are read (and metric_for_best checked) first: a bad one fails before the corpus is tokenized
+    evaluators = build_dev_evaluators(cfg)
     prep = prepare(cfg, accelerator)
     state = _start(accelerator, cfg, run, prep, resume)
     log_error: SaveError | None = None  # the main process's, shared with all at the next read
@@ -71,15 +67,18 @@ def _train(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool, sto
         batches = prep.data.batches(state.step, prep.total, accelerator.device)
         resources.callback(batches.close)  # a stream's reading thread stops; the loader's workers go
         prep.model.train()
+        if cfg.eval_on_start and state.step == 0:  # the starting point, on the curves and a candidate for best
+            start = {"step": 0, **evaluate(accelerator, prep.model, evaluators, cfg, run, state, 0)}
+            log_error = _publish(accelerator, cfg, run, progress, start, 0)
         for step in range(state.step, prep.total):
             done = step + 1
             batch = next(batches)  # a stream that meets a bad row sets data.error: every process stops at the next read
-            evaluate = done % cfg.eval_steps == 0 or done == prep.total
+            scores = done % cfg.eval_steps == 0 or done == prep.total
             checkpoint = done % (cfg.checkpoint_steps or cfg.eval_steps) == 0 or done == prep.total
             watch = bool(cfg.collapse_check_steps) and done % cfg.collapse_check_steps == 0
             # reading the step's outcome is its one host sync: every `read_every` steps, and where a decision needs
             # it (a function of the step alone, so every process reads, and sums over processes, at the same steps)
-            read = done % prep.read_every == 0 or evaluate or checkpoint or watch or done == stop_after
+            read = done % prep.read_every == 0 or scores or checkpoint or watch or done == stop_after
             failed = log_error is not None or prep.data.error is not None
             outcome = prep.step(batch, read=read, stop=stop.requested or done == stop_after, failed=failed)
             prep.scheduler.step()
@@ -98,16 +97,9 @@ def _train(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool, sto
             if watch:
                 record.update(prep.objective.collapse_metrics())  # the global batch's spread; warns once on collapse
             # not on a stop: an interrupted run must evaluate (and keep the best of) the same steps
-            if evaluate:
-                record.update(_evaluate(accelerator, prep.model, evaluator, cfg, run, state, done))
-            if main:
-                try:
-                    run.append_metrics(record)
-                except SaveError as err:
-                    log_error = err
-                _show(progress, record, outcome.steps)
-            if cfg.log_with:
-                accelerator.log(record, step=done)
+            if scores:
+                record.update(evaluate(accelerator, prep.model, evaluators, cfg, run, state, done))
+            log_error = _publish(accelerator, cfg, run, progress, record, outcome.steps) or log_error
             if checkpoint or outcome.stop:
                 save_checkpoint(accelerator, run.root, done, state, cfg.keep_last_n)
             if outcome.stop:
@@ -117,7 +109,7 @@ def _train(accelerator: Any, cfg: TrainConfig, run: RunFolder, resume: bool, sto
     for tracker in accelerator.trackers:  # not end_training(): it ends the process group, which --seeds reuses
         tracker.finish()
     if main:
-        log_summary(state, run.model)
+        log_summary(state, run.model, cfg.metric_for_best)
         finish_run(cfg)  # training_curves.png in the run and model folders, the model card
     return state
 
@@ -171,10 +163,29 @@ def _count_nonfinite(outcome: Any, state: TrainerState, step: int, limit: int) -
         )
 
 
-def _show(progress: Any, record: dict[str, Any], steps: int) -> None:
-    dev = {"stsb_dev": f"{record['stsb_dev']:.2f}"} if "stsb_dev" in record else {}
+def _publish(
+    accelerator: Any, cfg: TrainConfig, run: RunFolder, progress: Any, record: dict[str, Any], steps: int
+) -> SaveError | None:
+    """A record to metrics.jsonl and the bar (main process) and the trackers; a failed write is returned, to be
+    shared with every process at the next read."""
+    error = None
+    if accelerator.is_main_process:
+        try:
+            run.append_metrics(record)
+        except SaveError as err:
+            error = err
+        _show(progress, record, steps, cfg.metric_for_best)
+    if cfg.log_with:
+        accelerator.log(record, step=record["step"])
+    return error
+
+
+def _show(progress: Any, record: dict[str, Any], steps: int, metric: str = "stsb_dev") -> None:
+    """The bar's postfix: the loss and, at an evaluation, the metric that selects the best model."""
+    # 4 significant digits: a strong model's loss is ~1e-5
+    shown = {k: f"{record[k]:.4g}" for k in ("loss", metric) if isinstance(record.get(k), (int, float))}
     progress.update(steps)
-    progress.set_postfix(loss=f"{record['loss']:.4g}", **dev)  # 4 significant digits: a strong model's loss is ~1e-5
+    progress.set_postfix(shown)
 
 
 class _Stop:
@@ -201,42 +212,6 @@ class _Stop:
     def _handler(self, signum: int, frame: Any) -> None:
         logger.warning("SIGTERM received: saving a checkpoint and stopping")
         self.requested = True
-
-
-def _evaluate(
-    accelerator: Any, model: Any, evaluator: DevEvaluator | None, cfg: TrainConfig, run: RunFolder,
-    state: TrainerState, step: int,
-) -> dict:  # fmt: skip
-    """Score on the main process; save the model when STS-B dev improves (ties keep the earlier).
-
-    The other processes wait on the long-wait group (evaluating and saving can outlast the training
-    collectives' timeout); a failure on the main process (out of memory while evaluating...) stops all.
-    """
-    result: dict[str, Any] = {}
-    save, error = None, None
-    folder = run.model
-    if accelerator.is_main_process and evaluator is not None:
-        encoder = accelerator.unwrap_model(model).encoder
-        try:
-            result = evaluator(encoder, use_head=not cfg.mlp_only_train)
-        except Exception as err:  # shared below: every process stops with it
-            error = err
-        encoder.train()
-        if error is None and result["stsb_dev"] > state.best_metric:
-            state.best_metric, state.best_step = result["stsb_dev"], step
-            best = {BEST_FILE: json.dumps({"step": step, "metric": "stsb_dev", "value": result["stsb_dev"]})}
-            best[CARD_FILE] = render_model_card(cfg, result, step)  # saved with the weights, atomically
-            best.update(matryoshka_record(cfg, result))  # the trained sizes and their dev scores
-
-            def save() -> None:
-                encoder.save(folder, include_head=not cfg.mlp_only_train, extra_files=best)
-                logger.info("step %d: best STS-B dev so far (%.2f), saved to %s", step, result["stsb_dev"], folder)
-
-            result["new_best"] = True
-    share_outcome(error, f"evaluating step {step}")
-    # every process waits here for the save, and stops with it if it fails
-    save_together(accelerator, save, "best model", folder, cfg.output_dir)
-    return result
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:

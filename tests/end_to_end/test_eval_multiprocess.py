@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from simcse.evaluation.retrieval_data import RetrievalData, write_beir
 from tests.helpers.paths import REPO
+from tests.helpers.retrieval import write_small_sets
 
 FAULTY = os.path.join(REPO, "tests", "helpers", "eval_entry.py")
 
@@ -39,17 +39,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, small_dev_data: str) -> dic
     root = tmp_path_factory.mktemp("mp_eval")
     pairs = load_task("STSBenchmark", small_dev_data, stsb_split="dev").subsets[0]
     s1, s2, scores = pairs.sentences1, pairs.sentences2, pairs.scores
-    queries = {f"q{i}": s1[i] for i in range(0, 150, 3)}
-    corpus = {f"d{i}": t for i, t in enumerate(dict.fromkeys(s2))}
-    where = {t: d for d, t in corpus.items()}
-    qrels = {f"q{i}": {where[s2[i]]: 1 + int(scores[i] > 4)} for i in range(0, 150, 3)}
-    write_beir(root / "beir", RetrievalData(queries, corpus, {}), {"dev": qrels})
-    with open(root / "pairs.csv", "w", encoding="utf-8") as f:
-        f.write("sentence1,sentence2,label\n")
-        f.writelines(f'"{a}","{b}",{int(s >= 3)}\n' for a, b, s in zip(s1[:101], s2[:101], scores[:101]))
     (root / "mine.tsv").write_text("".join(f"{a}\t{b}\t{s}\n" for a, b, s in zip(s1[50:], s2[50:], scores[50:])))
-    return {"beir": str(root / "beir"), "pairs": str(root / "pairs.csv"), "sts": str(root / "mine.tsv"),
-            "data_dir": small_dev_data, "root": str(root)}  # fmt: skip
+    return {**write_small_sets(root, small_dev_data), "sts": str(root / "mine.tsv"), "data_dir": small_dev_data,
+            "root": str(root)}  # fmt: skip
 
 
 def _args(model: str, inputs: dict[str, str], output: str) -> list[str]:

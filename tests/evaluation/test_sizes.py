@@ -43,3 +43,17 @@ def test_the_training_dev_evaluator_scores_each_trained_size(spread_model_dir, s
     assert result["stsb_dev@32"] == pytest.approx(result["stsb_dev"], abs=1e-9)
     plain = DevEvaluator(small_dev_data, 64)(_Cut(encoder, 4), use_head=True)
     assert result["stsb_dev@4"] == pytest.approx(plain["stsb_dev"], abs=1e-9)
+
+
+def test_a_matryoshka_run_may_select_by_a_trained_size(spread_model_dir, small_dev_data):
+    """The default dev evaluator names its sizes' metrics, so ``metric_for_best: stsb_dev@4`` is accepted at
+    start (and a size that was not trained is refused, naming the ones there are)."""
+    from simcse import Encoder
+    from simcse.evaluation.dev import dev_evaluators
+
+    (dev,) = dev_evaluators(None, "stsb_dev@4", small_dev_data, 64, truncate_dims=[32, 4])
+    assert dev.metric_names() == ["stsb_dev", "sickr_dev", "alignment", "uniformity", "stsb_dev@32", "stsb_dev@4"]
+    encoder = Encoder.from_pretrained(spread_model_dir, pooler="avg").eval()
+    assert list(dev(encoder, use_head=True)) == dev.metric_names()
+    with pytest.raises(ValueError, match="'stsb_dev@8' is reported by no dev evaluator; choose one of .*stsb_dev@4"):
+        dev_evaluators(None, "stsb_dev@8", small_dev_data, 64, truncate_dims=[32, 4])

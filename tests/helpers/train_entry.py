@@ -12,6 +12,8 @@ Faults, from the environment:
   the tokenized cache, evaluating, writing the best model, writing its part of a checkpoint (as a large
   corpus, a large dev set or network storage would).
 - ``SIMCSE_TEST_FAIL=evaluate``: process 0 fails while evaluating (as an out-of-memory error on GPU 0 would).
+- ``SIMCSE_TEST_ENCODE_LOG=PATH``: no fault; every process appends ``<rank> <number of texts>`` to ``PATH.<rank>``
+  at each ``Encoder.encode`` call (evaluation is the only caller while training), to see who encoded what.
 
 Everything else is the entry point users run, unchanged.
 """
@@ -82,7 +84,22 @@ def fail_evaluating() -> None:
     dev.DevEvaluator.__call__ = evaluate
 
 
+def log_encoding(path: str) -> None:
+    import simcse.encoder
+
+    real = simcse.encoder.Encoder.encode
+
+    def encode(self, sentences, *args, **kwargs):
+        with open(f"{path}.{rank()}", "a", encoding="utf-8") as f:
+            f.write(f"{rank()} {len(sentences)}\n")
+        return real(self, sentences, *args, **kwargs)
+
+    simcse.encoder.Encoder.encode = encode
+
+
 def main() -> None:
+    if os.environ.get("SIMCSE_TEST_ENCODE_LOG"):
+        log_encoding(os.environ["SIMCSE_TEST_ENCODE_LOG"])
     if os.environ.get("SIMCSE_TEST_SLOW"):
         slow_down(float(os.environ["SIMCSE_TEST_SLOW"]))
     if os.environ.get("SIMCSE_TEST_FAIL") == "evaluate":
