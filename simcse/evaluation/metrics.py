@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import pearsonr, spearmanr
 
 
 def cosine_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -17,14 +16,35 @@ def cosine_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a64 * b64).sum(axis=1) / np.maximum(norms, 1e-12)
 
 
-def spearman(gold: Sequence[float], pred: Sequence[float]) -> float:
-    """Spearman rank correlation (ties get average ranks), scipy's definition."""
-    return float(spearmanr(gold, pred)[0])
+def average_ranks(values: Sequence[float]) -> np.ndarray:
+    """1-based ranks of ``values``, ties sharing the mean of their ranks (``scipy.stats.rankdata``'s default)."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])  # first index of each run of equal values
+    ends = np.r_[starts[1:], x.size]  # one past its last
+    mean_rank = (starts + ends + 1) / 2.0  # the mean of the 1-based ranks starts+1 .. ends
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
 
 
 def pearson(gold: Sequence[float], pred: Sequence[float]) -> float:
-    """Pearson correlation."""
-    return float(pearsonr(gold, pred)[0])
+    """Pearson correlation (NaN when either side is constant)."""
+    a, b = np.asarray(gold, dtype=np.float64).ravel(), np.asarray(pred, dtype=np.float64).ravel()
+    if a.size != b.size or a.size < 2:
+        raise ValueError(f"pearson needs two sequences of the same length >= 2, got {a.size} and {b.size}")
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
+def spearman(gold: Sequence[float], pred: Sequence[float]) -> float:
+    """Spearman rank correlation: Pearson of the average ranks (ties share their mean rank), as scipy defines it.
+
+    In numpy: scipy.stats, which computed it before, cost every process a second of import time.
+    """
+    return pearson(average_ranks(gold), average_ranks(pred))
 
 
 def aggregate(subsets: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:

@@ -19,6 +19,7 @@ from simcse.evaluation import (
     spearman,
     uniformity,
 )
+from simcse.evaluation.metrics import average_ranks
 from simcse.evaluation.tasks import STS_SUBSETS, STSPairs, STSTask, load_task
 
 
@@ -54,6 +55,17 @@ def test_spearman_with_ties_equals_scipy_and_a_hand_computation(seed: int) -> No
     assert spearman(gold, pred) == pytest.approx(expected_scipy, abs=1e-12)
     assert spearman(gold, pred) == pytest.approx(expected_hand, abs=1e-12)
     assert pearson(gold, pred) == pytest.approx(_pearson_loop(list(gold), list(pred)), abs=1e-12)
+
+
+def test_ranks_equal_scipy_rankdata_and_a_constant_side_gives_nan() -> None:
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(3)
+    for values in (rng.integers(0, 4, size=50).astype(float), rng.normal(size=31), np.array([2.0]), np.array([])):
+        np.testing.assert_array_equal(average_ranks(values), rankdata(values))
+    assert math.isnan(spearman([1.0, 2.0, 3.0], [5.0, 5.0, 5.0])) and math.isnan(pearson([1, 1], [0, 1]))
+    with pytest.raises(ValueError, match="same length"):
+        spearman([1.0, 2.0], [1.0, 2.0, 3.0])
 
 
 def test_cosine_pairs_equals_a_loop() -> None:
