@@ -123,14 +123,12 @@ def test_batch_schedule_splits_global_batch_by_rank():
         assert np.array_equal(one.rows(step, 0), np.concatenate([two.rows(step, 0), two.rows(step, 1)]))
 
 
-@pytest.mark.parametrize("mode", ["unsup", "triplets"])
 @pytest.mark.slow
-def test_two_processes_equal_one_process_global_batch(tiny_model_dir, corpus, triplets, tmp_path, mode):
-    common = dict(model_name_or_path=tiny_model_dir, dropout=0.0, max_seq_len=16, mode=mode)
-    if mode == "unsup":
-        common["train_file"] = corpus
-    else:
-        common.update(train_file=triplets, hard_negative_weight=0.5, mlp_only_train=False)
+def test_two_processes_equal_one_process_global_batch(tiny_model_dir, triplets, tmp_path):
+    """One step's loss and every gradient, triplets with hard negatives and the MLP head (the richest batch;
+    unsup runs are compared end to end in tests/end_to_end/test_multiprocess.py)."""
+    common = dict(model_name_or_path=tiny_model_dir, dropout=0.0, max_seq_len=16, mode="triplets")
+    common.update(train_file=triplets, hard_negative_weight=0.5, mlp_only_train=False)
     single = run_probe(1, str(tmp_path / "one.pt"), {**common, "batch_size": 16, "length_group_rows": 0})
     # the 2 processes forward in length groups (inside DDP's one forward call): the same loss and gradients
     double = run_probe(2, str(tmp_path / "two.pt"), {**common, "batch_size": 8, "length_group_rows": 4})
