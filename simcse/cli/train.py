@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from simcse.config import FIELDS, TrainConfig, load_config
+from simcse.evaluation.dev import best_text
 from simcse.evaluation.tasks import TASKS, load_task
 
 EPILOG = """Every config key can be given in the YAML file or as --key value (command line wins).
@@ -84,7 +85,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not _is_main_process():
         return 0
     print(
-        f"best {_best(cfg.metric_for_best, state['best_metric'])} at step {state['best_step']} (of {state['step']})\n"
+        f"best {best_text(cfg.metric_for_best, state['best_metric'])} at step {state['best_step']} "
+        f"(of {state['step']})\n"
         f"model:  {cfg.output_dir}/model\n"
         f"card:   {cfg.output_dir}/model/README.md\n"
         f"curves: {cfg.output_dir}/training_curves.png"
@@ -100,10 +102,6 @@ def run_train(args: argparse.Namespace) -> int:
 
         print(f"pushed: {push_to_hub(f'{cfg.output_dir}/model', cfg.push_to_hub)} (private)")
     return 0
-
-
-def _best(metric: str, value: float) -> str:
-    return f"STS-B dev {value:.2f}" if metric == "stsb_dev" else f"{metric} {value:.4g}"
 
 
 def _check_push(repo_id: str, seeds: bool) -> None:

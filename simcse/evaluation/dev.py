@@ -112,6 +112,16 @@ def dev_evaluators(
     return evaluators
 
 
+def metric_label(metric: str) -> str:
+    """How logs and summaries name the selecting metric: the paper's "STS-B dev" for ``stsb_dev``, else as is."""
+    return "STS-B dev" if metric == "stsb_dev" else metric
+
+
+def best_text(metric: str, value: float) -> str:
+    """``"STS-B dev 81.23"`` (Spearman x 100, 2 decimals) or ``"<metric> 0.9341"`` (4 significant digits)."""
+    return f"{metric_label(metric)} {value:.2f}" if metric == "stsb_dev" else f"{metric} {value:.4g}"
+
+
 def lower_is_better(metric: str) -> bool:
     """Whether a lower value of ``metric`` is better (alignment and uniformity); higher wins otherwise."""
     return metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER

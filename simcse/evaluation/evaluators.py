@@ -31,7 +31,7 @@ from simcse.evaluation.pair_classification import PairClassificationEvaluator, l
 from simcse.evaluation.retrieval import RetrievalEvaluator
 from simcse.evaluation.retrieval_data import load_beir, load_retrieval_pairs
 from simcse.evaluation.sizes import AtSizes
-from simcse.evaluation.sts import SHORT_NAMES, STSEvaluator
+from simcse.evaluation.sts import STSEvaluator, builtin_name
 from simcse.evaluation.tasks import load_scored_pairs
 
 SOURCE = ("path", "dataset", "config", "split", "columns")
@@ -103,8 +103,7 @@ def spec_name(spec: Mapping[str, Any]) -> str:
     if spec.get("name"):
         return str(spec["name"])
     if spec.get("type") == "sts" and "task" in spec:
-        task, split = spec["task"], spec.get("split")
-        return SHORT_NAMES.get(task, str(task).lower()) + (f"_{split}" if split else "")
+        return builtin_name(spec["task"], spec.get("split"))
     return str(spec.get("type"))
 
 

@@ -25,6 +25,11 @@ SCALES: dict[str, tuple[float, float]] = {**{t: (0.0, 5.0) for t in TASKS}, "SIC
 SHORT_NAMES = {"STSBenchmark": "stsb", "SICKRelatedness": "sickr", **{t: t.lower() for t in STS_SUBSETS}}
 
 
+def builtin_name(task: str, split: str | None = None) -> str:
+    """The evaluator name of a built-in task (the prefix of its metrics): ``stsb_dev``, ``sickr``, ``sts12``."""
+    return SHORT_NAMES.get(task, str(task).lower()) + (f"_{split}" if split else "")
+
+
 class STSEvaluator:
     """Spearman x 100 of cosine similarity against gold scores, with alignment and uniformity.
 
@@ -53,8 +58,7 @@ class STSEvaluator:
         if task in STS_SUBSETS and split not in (None, "test"):
             raise ValueError(f"{task} has only a test split, got {split!r}")
         loaded = load_task(task, data_dir, stsb_split=split or "test", sick_mode=split or "test")
-        default = SHORT_NAMES[task] + (f"_{split}" if split else "")
-        return cls(loaded, name or default)
+        return cls(loaded, name or builtin_name(task, split))
 
     def metric_names(self) -> list[str]:
         """Every key the call returns."""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from simcse.config import TrainConfig
+from simcse.evaluation.dev import best_text
 from simcse.evaluation.tasks import TASKS
 from simcse.io import StrPath, atomic_write_text
 from simcse.plots import plot_training_curves
@@ -50,8 +51,7 @@ def finish_run(cfg: TrainConfig) -> dict[str, str]:
 
 def log_summary(state: TrainerState, model: StrPath, metric: str = "stsb_dev") -> None:
     """Log the outcome, with a warning for anything skipped on the way (also in the returned state)."""
-    best = f"STS-B dev {state.best_metric:.2f}" if metric == "stsb_dev" else f"{metric} {state.best_metric:.4g}"
-    logger.info("best %s at step %d; model in %s", best, state.best_step, model)
+    logger.info("best %s at step %d; model in %s", best_text(metric, state.best_metric), state.best_step, model)
     if state.sources:  # several sources (datasets): how many batches each gave
         logger.info("batches per source: %s", ", ".join(f"{k} {v['batches']}" for k, v in state.sources.items()))
     skipped = {k: v for k, v in state.data.items() if v}

@@ -18,7 +18,7 @@ from typing import Any
 from simcse.config import TrainConfig
 from simcse.distributed import share_outcome, was_shared
 from simcse.evaluation.base import Evaluator
-from simcse.evaluation.dev import dev_evaluators, improves
+from simcse.evaluation.dev import dev_evaluators, improves, metric_label
 from simcse.evaluation.evaluators import run_evaluators
 from simcse.evaluation.sharding import together
 from simcse.runs.card import matryoshka_record, render_model_card
@@ -71,12 +71,12 @@ def evaluate(
 
             def save() -> None:
                 encoder.save(run.model, include_head=not cfg.mlp_only_train, extra_files=best)
-                logger.info("step %d: best %s so far (%.4g), saved to %s", step, _label(cfg), value, run.model)
+                logger.info(
+                    "step %d: best %s so far (%.4g), saved to %s", step, metric_label(cfg.metric_for_best), value,
+                    run.model,
+                )
 
     # every process waits here for the save, and stops with it if it fails
     save_together(accelerator, save, "best model", run.model, cfg.output_dir)
     return metrics
 
-
-def _label(cfg: TrainConfig) -> str:
-    return "STS-B dev" if cfg.metric_for_best == "stsb_dev" and cfg.dev_evaluators is None else cfg.metric_for_best
