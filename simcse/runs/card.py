@@ -249,8 +249,9 @@ def _dev_text(cfg: TrainConfig, dev: dict[str, Any], step: int) -> str:
                 for k, label in (("stsb_dev", "STS-B dev"), ("sickr_dev", "SICK-R dev"),
                                  ("alignment", "alignment"), ("uniformity", "uniformity")) if k in dev]  # fmt: skip
         rows += _matryoshka_rows(cfg, dev)  # a Matryoshka run: the dev metric at each trained size
+        chosen_by = "STS-B dev Spearman (x 100)" if cfg.metric_for_best == "stsb_dev" else f"`{cfg.metric_for_best}`"
         return (
-            f"Best checkpoint by STS-B dev Spearman (x 100), saved at step {step}; the dev sets chose it, "
+            f"Best checkpoint by {chosen_by}, saved at step {step}; the dev sets chose it, "
             f"so only the test numbers compare with the paper.\n\n{_table(rows)}\n"
         )
     names = [spec_name(spec) + "/" for spec in cfg.dev_evaluators]

