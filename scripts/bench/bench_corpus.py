@@ -108,6 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     source = os.path.join(args.data_dir, "corpus", "wiki_sentences.txt")
     work = args.work_dir or tempfile.mkdtemp(prefix="bench_corpus_")
+    os.makedirs(work, exist_ok=True)
     results: dict = {"rss": {}}
     if args.rss_sizes:
         model = build_tiny_model(os.path.join(work, "tiny"))
