@@ -150,11 +150,8 @@ def test_export_static_and_openvino_commands(static_folder: str, tmp_path) -> No
     done = simcse("export", folder, "--quantize", "static", "--calibration", cal, "--calibration-size", "3")
     assert done.returncode == 1 and done.stderr.strip() == f"simcse export: error: {cal}:2: empty line (one " \
         "calibration sentence per line)", done.stderr  # fmt: skip
-    cal = _write(tmp_path / "cal.txt", "x\n" * 8)
-    done = simcse("export", folder, "--quantize", "static", "--calibration", cal, "--calibration-size", "8", "--dev",
-                  dev, "--max-loss", "0")  # fmt: skip
-    assert done.returncode == 1 and "loses" in done.stderr and "nothing written" in done.stderr, done.stderr
-    assert not os.listdir(os.path.join(folder, "onnx"))
+    # the gate's refusal is a ValueError like the line above, so it reaches the user the same way; what it
+    # refuses and that nothing is written: test_gate_refuses_a_broken_calibration (without a second export here)
     cal = _write(tmp_path / "cal.txt", "\n".join(SENTENCES * 50) + "\n")  # 350 lines: the default 300 are taken
     done = simcse("export", folder, "--quantize", "static", "--calibration", cal, "--dev", dev, "--max-loss", "100")
     assert done.returncode == 0 and done.stdout.split()[-1] == os.path.join(folder, STATIC), done.stderr

@@ -116,6 +116,8 @@ def test_two_processes_train_like_one_end_to_end(base, files, tmp_path, variant)
     if "guide_model" in cfg:
         assert sum(r["masked_negatives"] for r in m2) > 0
 
+    if variant == "unsup":
+        return  # its resume is inside the composed variant's (an unsup source) and the MoCo one's (with the queue)
     # resume the 2-process run from its step-10 checkpoint: the same final weights again
     final = weights(checkpoint(two, STEPS))
     os.replace(checkpoint(two, STEPS), str(tmp_path / "moved"))
