@@ -4,7 +4,7 @@
 # score it on the STS suite before and after, and say where the model, its card and the plot are.
 #
 #   bash scripts/quickstart.sh           100 steps, full STS suite before and after (about 7 min on 2 CPU cores)
-#   bash scripts/quickstart.sh --short   10 steps, STS-B only (about 1 min; CI runs this beside the tests)
+#   bash scripts/quickstart.sh --short   10 steps, STS-B only (about 1 min; CI runs this before the tests)
 #
 # Each step is one `simcse` command you can run yourself; runs/quickstart[-short] is replaced each time.
 set -euo pipefail
