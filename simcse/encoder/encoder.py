@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simcse.encoder.batches import check_encode_arguments, encode_into
 from simcse.encoder.heads import DenseHead
 from simcse.encoder.mteb import cosine_pairwise, is_mteb_inputs, mteb_prompt, texts_from_batches
 from simcse.encoder.padding import pad_ragged, ragged
@@ -19,16 +19,6 @@ from simcse.encoder.pooling import Pooler, needs_hidden_states, pool, validate_p
 from simcse.encoder.prompts import PROMPT_MASK, PromptSettings, read_prompt_settings, tokenize_with_prompt
 from simcse.io import StrPath
 from simcse.quantize import check_truncate_dim, truncate_embeddings
-
-
-def _check_encode_arguments(items: list[Any], batch_size: int, precision: str) -> None:
-    for i, s in enumerate(items):
-        if not isinstance(s, str):
-            raise TypeError(f"encode: item {i} is {type(s).__name__}, expected str")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
 
 
 def default_device() -> torch.device:
@@ -143,7 +133,13 @@ class Encoder(nn.Module):
         """
         prompt_mask = batch.pop(PROMPT_MASK, None)
         out = self.model(**batch, output_hidden_states=needs_hidden_states(self.pooler), return_dict=True)
-        mask = batch["attention_mask"] if prompt_mask is None else batch["attention_mask"] * (1 - prompt_mask)
+        return self.pool_outputs(out, batch["attention_mask"], prompt_mask, use_head)
+
+    def pool_outputs(
+        self, out: Any, attention_mask: torch.Tensor, prompt_mask: torch.Tensor | None = None, use_head: bool = True
+    ) -> torch.Tensor:
+        """The backbone's outputs -> ``(batch, dim)``: pooling (prompt tokens left out), then the head."""
+        mask = attention_mask if prompt_mask is None else attention_mask * (1 - prompt_mask)
         pooled = pool(self.pooler, mask, out.last_hidden_state, out.hidden_states)
         if use_head and self.head is not None and self.pooler != "cls_before_pooler":
             pooled = self.head(pooled)  # (batch, dim)
@@ -211,7 +207,7 @@ class Encoder(nn.Module):
             sentences = texts_from_batches(sentences)
         single = isinstance(sentences, str)
         items = [sentences] if single else list(sentences)
-        _check_encode_arguments(items, batch_size, precision)
+        check_encode_arguments(items, batch_size, precision)
         check_truncate_dim(truncate_dim, self.dim)
         normalize = self.normalize if normalize is None else normalize
         out = np.zeros((len(items), self.dim), dtype=np.float32)
@@ -219,36 +215,11 @@ class Encoder(nn.Module):
             features = self.tokenize(items, prompt=self.prompts.resolve(prompt, prompt_name))
             was_training = self.training
             self.eval()
-            self._encode_into(out, features, batch_size, use_head, precision, normalize, show_progress_bar, progress)
+            encode_into(self, out, features, batch_size, use_head, precision, normalize, show_progress_bar, progress)
             self.train(was_training)
         if truncate_dim is not None:
             out = truncate_embeddings(out, truncate_dim, normalize=normalize)  # (n, truncate_dim)
         return out[0] if single else out
-
-    def _encode_into(
-        self, out: np.ndarray, features: dict[str, Any], batch_size: int, use_head: bool, precision: str,
-        normalize: bool, show_progress_bar: bool, progress: Callable[[int], None] | None = None,
-    ) -> None:  # fmt: skip
-        """Fill ``out`` (rows in input order) batch by batch, longest sentences first."""
-        # longest first: a too-large batch fails at once, not at the end
-        order = np.argsort([-len(x) for x in features["input_ids"]], kind="stable")
-        device = self.device
-        starts = range(0, len(order), batch_size)
-        if show_progress_bar:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="encode", unit="batch")
-        bf16 = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else None
-        for start in starts:
-            rows = order[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in self.collate(features, rows).items()}
-            with bf16 or contextlib.nullcontext():
-                emb = self(use_head=use_head, **batch).float()  # (rows, dim)
-            if normalize:
-                emb = F.normalize(emb, dim=-1)
-            out[rows] = emb.cpu().numpy()
-            if progress is not None:
-                progress(len(rows))
 
     def similarity(self, a: Sequence[str] | np.ndarray, b: Sequence[str] | np.ndarray) -> np.ndarray:
         """Cosine similarity matrix ``(len(a), len(b))`` of sentences or precomputed embeddings."""

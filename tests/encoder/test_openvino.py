@@ -57,6 +57,37 @@ def test_openvino_matches_torch(static_folder: str) -> None:
     np.testing.assert_allclose(default.encode(SENTENCES), ref, atol=1e-3)  # measured 3.2e-5
 
 
+def test_batches_in_flight_on_every_stream_give_one_batch_at_a_times_vectors(static_folder: str) -> None:
+    """Two streams, one batch in flight on each (the default THROUGHPUT compile), against one batch at a time
+    on one stream (LATENCY) and torch: same vectors, in input order, whatever the batch size."""
+    ref = Encoder.from_pretrained(static_folder).encode(SENTENCES * 3)
+    streams = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings={**F32, "NUM_STREAMS": 2})
+    assert len(streams.model.requests) == 2
+    one = Encoder.from_pretrained(
+        static_folder, backend="openvino", backend_settings={**F32, "PERFORMANCE_HINT": "LATENCY"}
+    )
+    assert len(one.model.requests) == 1
+    for batch_size in (1, 2, 5, 64):  # 21 batches .. one; the last batch shorter than the others
+        np.testing.assert_allclose(streams.encode(SENTENCES * 3, batch_size=batch_size), ref, atol=1e-5)
+        np.testing.assert_allclose(one.encode(SENTENCES * 3, batch_size=batch_size), ref, atol=1e-5)
+    prompted = streams.encode(SENTENCES, batch_size=2, prompt="query: ")  # prompt tokens in, pooled as the model says
+    np.testing.assert_allclose(
+        prompted, Encoder.from_pretrained(static_folder).encode(SENTENCES, prompt="query: "), atol=1e-5
+    )
+
+
+def test_an_error_with_batches_in_flight_leaves_the_model_usable(static_folder: str) -> None:
+    enc = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings={**F32, "NUM_STREAMS": 2})
+
+    def fail(_: int) -> None:
+        raise KeyboardInterrupt  # e.g. Ctrl-C while the second batch runs
+
+    with pytest.raises(KeyboardInterrupt):
+        enc.encode(SENTENCES * 4, batch_size=2, progress=fail)
+    ref = Encoder.from_pretrained(static_folder).encode(SENTENCES)
+    np.testing.assert_allclose(enc.encode(SENTENCES, batch_size=2), ref, atol=1e-5)
+
+
 def test_static_int8_is_close_on_both_runtimes(static_folder: str) -> None:
     ref = Encoder.from_pretrained(static_folder).encode(SENTENCES)
     ops = {n.op_type for n in onnx.load(os.path.join(static_folder, STATIC)).graph.node}
