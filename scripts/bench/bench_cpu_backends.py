@@ -17,9 +17,9 @@ ours with this one), loaded and warmed up before timing, on the same sentences:
   corpus, which calibrate ours too). OpenVINO picks its own precision on both sides (bf16 on CPUs with AMX);
 - ours: torch fp32 and bf16, ONNX Runtime (float32, dynamic int8, static int8) and OpenVINO (float32 graph,
   static int8), all from the files ``simcse export`` writes. Our OpenVINO runs as ``Encoder`` does by
-  default: compiled for throughput, one batch in flight per stream; ``simcse-openvino-latency`` is the same
-  graph one batch at a time on every thread (the ``LATENCY`` hint, as their backend runs), to show what the
-  batches in flight bring.
+  default (the ``LATENCY`` hint, the next batch padded while one runs); ``simcse-openvino-throughput`` is
+  the same graph compiled with the ``THROUGHPUT`` hint (streams, one batch in flight on each).
+- ``--busy N``: N processes spin on the CPU through the timed rounds (a shared machine).
 
 Cosine to fp32 is each method's vector against our torch float32 vector of the same sentence (median / min).
 Then the same speed table for a BERT-base sized model (12 layers, hidden 768, random weights, saved as a
@@ -50,9 +50,9 @@ OURS = {
     "simcse-onnx-static": ("onnx", "onnx/model_qint8_static.onnx"),
     "simcse-openvino": ("openvino", "onnx/model.onnx"),
     "simcse-openvino-static": ("openvino", "onnx/model_qint8_static.onnx"),
-    "simcse-openvino-latency": ("openvino", "onnx/model.onnx"),
+    "simcse-openvino-throughput": ("openvino", "onnx/model.onnx"),
 }
-SETTINGS = {"simcse-openvino-latency": {"PERFORMANCE_HINT": "LATENCY"}}  # backend_settings of our methods
+SETTINGS = {"simcse-openvino-throughput": {"PERFORMANCE_HINT": "THROUGHPUT"}}  # backend_settings of our methods
 PEER = {
     "st-torch": ("torch", None),
     "st-onnx": ("onnx", "onnx/model.onnx"),
@@ -60,7 +60,7 @@ PEER = {
     "st-openvino": ("openvino", "openvino/openvino_model.xml"),
     "st-openvino-int8": ("openvino", "openvino/openvino_model_qint8_quantized.xml"),
 }
-BERT_BASE_METHODS = "simcse-torch,simcse-onnx-int8,simcse-openvino,simcse-openvino-static,simcse-openvino-latency,"
+BERT_BASE_METHODS = "simcse-torch,simcse-onnx-int8,simcse-openvino,simcse-openvino-static,simcse-openvino-throughput,"
 BERT_BASE_METHODS += "st-torch,st-onnx-int8,"
 BERT_BASE_METHODS += "st-openvino,st-openvino-int8"
 # torch first (the CPU build); datasets: their static int8 export needs it, kept to the hub their
@@ -304,7 +304,12 @@ def bench_model(label: str, source: str, methods: list[str], args, pythons: dict
     subprocess.run([pythons["peer"], __file__, "--prepare-peer", folders["peer"], "--calibration-dir", cal_dir],
                    check=True, env=peer_env, stdout=subprocess.DEVNULL)  # fmt: skip
     procs = start_workers(methods, folders, pythons, args, work)
-    speed = run_rounds(procs, [len(s) for s in shards], args.rounds)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        speed = run_rounds(procs, [len(s) for s in shards], args.rounds)
+    finally:
+        for proc in busy:
+            proc.kill()
     summary = report(label, speed, collect(procs, work), quality)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -338,6 +343,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=3000, help="STS sentences timed (default: 3000)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: 3)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in every process (0: default)")
+    parser.add_argument("--busy", type=int, default=0, help="processes spinning on the CPU while timing (default: 0)")
     parser.add_argument("--methods", default=",".join([*OURS, *PEER]), help="comma-separated methods")
     parser.add_argument("--bert-base", action="store_true", help="also the BERT-base sized table (speed only)")
     parser.add_argument("--bert-base-methods", default=BERT_BASE_METHODS, help="methods of the BERT-base table")

@@ -6,12 +6,13 @@ blob is kept in ``FOLDER/openvino/cache/<file>-<fingerprint>/`` (OpenVINO's mode
 fingerprint covers every file of the folder (name, size, modification time), the OpenVINO version and
 the compile settings, so a changed folder compiles afresh and the stale blob is removed.
 
-Throughput: the model is compiled with OpenVINO's ``THROUGHPUT`` hint, under which it splits the threads
-into streams (2 streams of 1 thread on 2 cores), and :meth:`Encoder.encode` keeps one batch in flight per
-stream (:meth:`OpenVinoBackbone.forward_many`), while Python pads the next batch and pools the last. Measured
-on all-MiniLM-L6-v2 (2 cores, batch 64): about 1.6x the sentences/s of one batch at a time on every thread
-(``LATENCY``); see ``scripts/bench/bench_cpu_backends.py``. Pass ``{"PERFORMANCE_HINT": "LATENCY"}`` as a
-setting for one stream using every thread (a single small batch at the lowest latency).
+Batches in flight: :meth:`Encoder.encode` hands the backbone its batches through
+:meth:`OpenVinoBackbone.forward_many`, which starts each batch asynchronously, so Python pads the next batch
+and pools the last while one runs. The compile hint is ``LATENCY`` (one stream using every thread): on a
+quiet machine it is the fastest (all-MiniLM-L6-v2, 2 cores, each setting in its own process: 534.9 vs 480.5
+sentences/s). ``{"PERFORMANCE_HINT": "THROUGHPUT"}`` splits the threads into streams and keeps one batch in
+flight on each: it pays where other processes compete for the cores (see
+``scripts/bench/bench_cpu_backends.py --busy``).
 
 Precision: OpenVINO's CPU plugin runs float32 graphs in bfloat16 on CPUs with AMX or AVX512-BF16 (its
 default ``INFERENCE_PRECISION_HINT``), as sentence-transformers' OpenVINO backend does; pass
@@ -111,8 +112,8 @@ class OpenVinoBackbone(nn.Module):
         settings: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
-        # THROUGHPUT: OpenVINO splits the threads into streams; forward_many keeps a batch in flight on each
-        props = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
+        # LATENCY: one stream on every thread (THROUGHPUT: streams, forward_many keeps a batch in flight on each)
+        props = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
         props.update(settings or {})
         cache = compile_cache_dir(cache_folder, os.path.relpath(path, cache_folder), props) if cache_folder else None
         compile_props = props if cache is None else {**props, "CACHE_DIR": cache}

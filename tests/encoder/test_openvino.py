@@ -58,14 +58,13 @@ def test_openvino_matches_torch(static_folder: str) -> None:
 
 
 def test_batches_in_flight_on_every_stream_give_one_batch_at_a_times_vectors(static_folder: str) -> None:
-    """Two streams, one batch in flight on each (the default THROUGHPUT compile), against one batch at a time
-    on one stream (LATENCY) and torch: same vectors, in input order, whatever the batch size."""
+    """Two streams, one batch in flight on each (THROUGHPUT), against one batch at a time on one stream (the
+    default LATENCY compile) and torch: same vectors, in input order, whatever the batch size."""
     ref = Encoder.from_pretrained(static_folder).encode(SENTENCES * 3)
-    streams = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings={**F32, "NUM_STREAMS": 2})
+    two = {**F32, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2}
+    streams = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings=two)
     assert len(streams.model.requests) == 2
-    one = Encoder.from_pretrained(
-        static_folder, backend="openvino", backend_settings={**F32, "PERFORMANCE_HINT": "LATENCY"}
-    )
+    one = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings=F32)  # the default: LATENCY
     assert len(one.model.requests) == 1
     for batch_size in (1, 2, 5, 64):  # 21 batches .. one; the last batch shorter than the others
         np.testing.assert_allclose(streams.encode(SENTENCES * 3, batch_size=batch_size), ref, atol=1e-5)
@@ -77,7 +76,8 @@ def test_batches_in_flight_on_every_stream_give_one_batch_at_a_times_vectors(sta
 
 
 def test_an_error_with_batches_in_flight_leaves_the_model_usable(static_folder: str) -> None:
-    enc = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings={**F32, "NUM_STREAMS": 2})
+    streams = {**F32, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2}
+    enc = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings=streams)
 
     def fail(_: int) -> None:
         raise KeyboardInterrupt  # e.g. Ctrl-C while the second batch runs
