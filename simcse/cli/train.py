@@ -88,8 +88,8 @@ def run_train(args: argparse.Namespace) -> int:
         f"best {best_text(cfg.metric_for_best, state['best_metric'])} at step {state['best_step']} "
         f"(of {state['step']})\n"
         f"model:  {cfg.output_dir}/model\n"
-        f"card:   {cfg.output_dir}/model/README.md\n"
-        f"curves: {cfg.output_dir}/training_curves.png"
+        f"card:   {cfg.output_dir}/model/README.md"
+        + (f"\ncurves: {cfg.output_dir}/training_curves.png" if cfg.plot_curves else "")
     )
     if tasks is not None:
         from simcse.evaluation.scoring import format_table

@@ -28,19 +28,22 @@ logger = logging.getLogger(__name__)
 
 
 def finish_run(cfg: TrainConfig) -> dict[str, str]:
-    """End-of-run report (main process): ``training_curves.png`` in the run and model folders, the card.
+    """End-of-run report (main process): ``training_curves.png`` in the run and model folders (unless
+    ``plot_curves`` is off), the card.
 
     A failure here is logged, not raised: the trained model is already safe on disk.
     """
     run, written = RunFolder(cfg.output_dir), {}
     try:
-        records = read_metrics(run.metrics)
-        title = f"{cfg.model_name_or_path} - {cfg.mode} SimCSE ({cfg.objective}) - {run.root}"
-        written["curves"] = plot_training_curves(records, run.curves, title, metric=cfg.metric_for_best)
+        if cfg.plot_curves:
+            records = read_metrics(run.metrics)
+            title = f"{cfg.model_name_or_path} - {cfg.mode} SimCSE ({cfg.objective}) - {run.root}"
+            written["curves"] = plot_training_curves(records, run.curves, title, metric=cfg.metric_for_best)
         if os.path.isdir(run.model):
-            tmp = os.path.join(run.model, f".{os.path.basename(run.model_curves)}.tmp-{os.getpid()}")
-            shutil.copyfile(written["curves"], tmp)
-            os.replace(tmp, run.model_curves)
+            if "curves" in written:
+                tmp = os.path.join(run.model, f".{os.path.basename(run.model_curves)}.tmp-{os.getpid()}")
+                shutil.copyfile(written["curves"], tmp)
+                os.replace(tmp, run.model_curves)
             card = write_model_card(run.root, cfg)
             if card:
                 written["card"] = card

@@ -120,6 +120,24 @@ def test_card_written_at_save_time_without_end_of_run(tiny_model_dir, small_dev_
     assert not os.path.exists(os.path.join(cfg.output_dir, CURVES_FILE))
 
 
+def test_plot_curves_off_writes_no_plot_and_a_card_without_it(trained, tmp_path) -> None:
+    import dataclasses
+    import shutil
+
+    from simcse.runs.report import finish_run
+
+    cfg, _ = trained
+    run = str(tmp_path / "run")
+    shutil.copytree(cfg.output_dir, run, ignore=shutil.ignore_patterns(CURVES_FILE))
+    written = finish_run(dataclasses.replace(cfg, output_dir=run, plot_curves=False))
+    assert written == {"card": os.path.join(run, "model", CARD_FILE)}
+    assert not os.path.exists(os.path.join(run, CURVES_FILE))
+    assert not os.path.exists(os.path.join(run, "model", CURVES_FILE))
+    assert CURVES_FILE not in read(run, "model", CARD_FILE)
+    assert finish_run(dataclasses.replace(cfg, output_dir=run))["curves"] == os.path.join(run, CURVES_FILE)  # on: drawn
+    assert png_size(os.path.join(run, "model", CURVES_FILE))[0] > 0 and CURVES_FILE in read(run, "model", CARD_FILE)
+
+
 def test_card_metadata_follows_the_config(tmp_path) -> None:
     cfg = load_config(
         None,
