@@ -84,7 +84,6 @@ def base(tiny_model_dir, small_dev_data) -> dict:
     return dict(
         model_name_or_path=tiny_model_dir, data_dir=small_dev_data, dropout=0.0, max_seq_len=16, learning_rate=3e-5,
         max_steps=STEPS, eval_steps=4, checkpoint_steps=4, eval_batch_size=64, seed=3, batch_size=8,
-        plot_curves=False,
     )  # fmt: skip
 
 

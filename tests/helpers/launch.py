@@ -19,8 +19,6 @@ STEPS = 20
 
 def command(n_proc: int, overrides: dict, script: str = TRAIN, resume: bool = False) -> list[str]:
     """The README's command: ``python training/train.py`` or ``torchrun --nproc_per_node N training/train.py``."""
-    # no training_curves.png unless a test asks (about 2 s of matplotlib per run; tests/runs checks the plot)
-    overrides = {"plot_curves": False, **overrides}
     args = [f"--{k}={v}" for k, v in overrides.items()] + (["--resume"] if resume else [])
     if n_proc == 1:
         return [sys.executable, script, *args]
