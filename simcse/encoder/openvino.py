@@ -155,21 +155,20 @@ class OpenVinoBackbone(nn.Module):
         ``batches`` is read lazily: the next batch is built while earlier ones run.
         """
         self._check(output_hidden_states)
-        free, pending = list(self.requests), deque()
+        pending: deque[tuple[Any, Any]] = deque()  # (key, request), oldest first
         try:
-            for key, batch in batches:
-                if not free:
-                    done, request = pending.popleft()
-                    request.wait()
-                    yield done, self._read(request)
-                    free.append(request)
-                request = free.pop()
+            for i, (key, batch) in enumerate(batches):
+                if len(pending) == len(self.requests):  # every request busy: the oldest one's turn
+                    yield self._finish(*pending.popleft())
+                request = self.requests[i % len(self.requests)]  # the one the oldest held, or a never-used one
                 request.start_async(numpy_feeds(batch, self.input_names))
                 pending.append((key, request))
             while pending:
-                pending[0][1].wait()
-                done, request = pending.popleft()
-                yield done, self._read(request)
+                yield self._finish(*pending.popleft())
         finally:  # stopped early (an error downstream): let the running requests finish before their inputs go
             for _, request in pending:
                 request.wait()
+
+    def _finish(self, key: Any, request: Any) -> tuple[Any, SimpleNamespace]:
+        request.wait()
+        return key, self._read(request)
