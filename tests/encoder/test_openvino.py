@@ -61,7 +61,8 @@ def test_batches_in_flight_on_every_stream_give_one_batch_at_a_times_vectors(sta
     """Two streams, one batch in flight on each (THROUGHPUT), against one batch at a time on one stream (the
     default LATENCY compile) and torch: same vectors, in input order, whatever the batch size."""
     ref = Encoder.from_pretrained(static_folder).encode(SENTENCES * 3)
-    two = {**F32, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2}
+    # two streams need two threads: set them, whatever torch's thread count is here (1 under OMP_NUM_THREADS=1)
+    two = {**F32, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2, "INFERENCE_NUM_THREADS": 2}
     streams = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings=two)
     assert len(streams.model.requests) == 2
     one = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings=F32)  # the default: LATENCY
@@ -76,7 +77,7 @@ def test_batches_in_flight_on_every_stream_give_one_batch_at_a_times_vectors(sta
 
 
 def test_an_error_with_batches_in_flight_leaves_the_model_usable(static_folder: str) -> None:
-    streams = {**F32, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2}
+    streams = {**F32, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2, "INFERENCE_NUM_THREADS": 2}
     enc = Encoder.from_pretrained(static_folder, backend="openvino", backend_settings=streams)
 
     def fail(_: int) -> None:
