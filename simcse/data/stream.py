@@ -30,6 +30,7 @@ from simcse.encoder.padding import pad_ragged, ragged
 logger = logging.getLogger(__name__)
 
 _PREFETCH = 4  # batches ready ahead of the step
+_JOIN_TIMEOUT_S = 10.0  # the reader checks for the end between batches (a blocked hub read may not)
 
 
 class StreamData:
@@ -148,6 +149,9 @@ class StreamData:
                 yield previous
         finally:
             done.set()
+            # let the reader leave before the caller goes on (and the process exits): a thread still inside
+            # Arrow's or the tokenizer's native code while the interpreter tears down can abort the process
+            thread.join(timeout=_JOIN_TIMEOUT_S)
 
     def state(self, step: int) -> dict[str, Any]:
         """The stream position to record with the checkpoint (examples each process has read)."""

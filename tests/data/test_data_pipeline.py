@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -243,6 +245,20 @@ def test_stream_split_by_process_unites_to_the_one_process_batch(tiny_model_dir,
     later = [b["input_ids"] for _, b in zip(range(3), halves[1].cpu_batches(5))]  # crosses into epoch 1
     from_start = [b["input_ids"] for _, b in zip(range(8), halves[1].cpu_batches(0))][5:]
     assert all(torch.equal(a, b) for a, b in zip(later, from_start))
+
+
+def test_the_stream_reader_has_ended_when_the_batches_are_closed(tiny_model_dir, tokenizer, tmp_path):
+    """A reader thread left running can be inside native code (Arrow, the tokenizer) while the interpreter
+    exits, which aborts the process; closing the batches (the end of training) waits for it to end."""
+    write_corpus(tmp_path / "c.txt", n=64)
+    cfg = cfg_for(tiny_model_dir, tmp_path / "c.txt", tmp_path, streaming=True, max_steps=4, shuffle_buffer=16)
+    batches = StreamData(cfg, tokenizer, 0, 1).batches(0, 4, torch.device("cpu"))
+    next(batches)
+    time.sleep(0.3)  # the reader fills its queue (4 batches ahead) and waits for room
+    readers = [t for t in threading.enumerate() if t.name == "simcse-stream"]
+    assert len(readers) == 1 and readers[0].is_alive()
+    batches.close()
+    assert not readers[0].is_alive()
 
 
 def test_streaming_trains_and_resumes_to_the_uninterrupted_weights(tiny_model_dir, tmp_path, small_dev_data):
