@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create ./.venv and install simcse with its test tools. Safe to rerun: skips work already done.
 # torch is pinned and installed first, so nothing pulls a multi-GB CUDA build on CPU machines.
+# --no-compile: Python compiles each module the first time it is imported, rather than pip compiling
+# every file of every package (tens of thousands, most never imported) at install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,8 +12,8 @@ fi
 stamp=.venv/.simcse-installed
 want=$(cat pyproject.toml | sha1sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q --no-compile --upgrade pip
+  .venv/bin/python -m pip install -q --no-compile "torch==2.13.0"
+  .venv/bin/python -m pip install -q --no-compile -e ".[dev]"
   echo "$want" > "$stamp"
 fi

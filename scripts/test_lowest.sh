@@ -14,9 +14,9 @@ stamp=.venv-lowest/.simcse-installed
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   rm -rf .venv-lowest
   "$PY" -m venv .venv-lowest
-  .venv-lowest/bin/python -m pip install -q --upgrade pip
-  .venv-lowest/bin/python -m pip install -q -r .ci/lowest.txt
-  .venv-lowest/bin/python -m pip install -q --no-deps -e .
+  .venv-lowest/bin/python -m pip install -q --no-compile --upgrade pip
+  .venv-lowest/bin/python -m pip install -q --no-compile -r .ci/lowest.txt
+  .venv-lowest/bin/python -m pip install -q --no-compile --no-deps -e .
   echo "$want" > "$stamp"
 fi
 if [ "${1:-}" = "--install-only" ]; then
