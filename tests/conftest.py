@@ -18,13 +18,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="simcse-tests-datasets-"))
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests marked slow first, each group in its own order: with several test processes
-    (``scripts/test.sh``) the long tests start early and the short ones fill the gaps, rather than one long
-    test running alone at the end while the other processes wait."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of a tiny random BERT folder (plain Hugging Face layout, with a pooler)."""
