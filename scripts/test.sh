@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# The installs skip compiling (scripts/setup.sh): the first import writes each module's bytecode, which every
+# later process reads. With PYTHONDONTWRITEBYTECODE set, every test subprocess would compile torch and
+# transformers again (about 12 s of CPU each).
+unset PYTHONDONTWRITEBYTECODE
 export SIMCSE_DATA_DIR=${SIMCSE_DATA_DIR:-../shared/data}
 cores=$(nproc)
 workers=${SIMCSE_TEST_WORKERS:-$((cores < 8 ? cores : 8))}

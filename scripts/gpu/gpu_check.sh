@@ -19,6 +19,7 @@ case "${1:-}" in
     exec "$PY" scripts/gpu/gpu_check.py pack --pack "$PACK" --shared "${SHARED:-../shared}" "${@:2}"
     ;;
   run)
+    unset PYTHONDONTWRITEBYTECODE  # the check's processes read the bytecode the first one writes
     if [ -d "$PACK/wheels" ] && compgen -G "$PACK/wheels/*.whl" >/dev/null; then
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         "$PACK"/wheels/*.whl
