@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from simcse.distributed import PeerFailed
+from simcse.distributed import PeerFailed, end_process_groups
 from simcse.encoder.pooling import POOLERS
 from simcse.io import StrPath
 
@@ -63,6 +63,8 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        end_process_groups()  # a command that joined the launcher's processes leaves them, on every path
 
 
 def add_pooler_argument(parser: argparse.ArgumentParser) -> None:

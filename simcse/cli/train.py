@@ -80,8 +80,10 @@ def run_train(args: argparse.Namespace) -> int:
         if args.seeds:
             return _run_seeds(cfg, args.seeds, args.resume, tasks or list(TASKS))
         state = train(cfg, resume=args.resume)
-    finally:
-        _end_process_group()  # once, after every run of the command (train() keeps it for the next seed)
+    finally:  # once, after every run of the command (train() keeps it for the next seed)
+        from simcse.distributed import end_process_groups
+
+        end_process_groups()
     if not _is_main_process():
         return 0
     print(
@@ -122,14 +124,6 @@ def _run_seeds(cfg: TrainConfig, seeds: list[int], resume: bool, tasks: list[str
     if summary is not None:
         print(f"{format_summary(summary)}\nwritten: {', '.join(summary['files'])}")
     return 0
-
-
-def _end_process_group() -> None:
-    """End the launcher's process group (a local call on each process, not a collective)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def _is_main_process() -> bool:

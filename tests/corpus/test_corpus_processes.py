@@ -35,9 +35,16 @@ def encode_args(model: str, inputs: list[str], out: str, *extra: str) -> list[st
             "-o", out, *extra]  # fmt: skip
 
 
-def run(args: list[str], launcher: list[str] | None = None, **kw) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], launcher: list[str] | None = None, **extra_env: str) -> subprocess.CompletedProcess[str]:
     cmd = [*(launcher or [sys.executable]), CHILD, *args]
-    return subprocess.run(cmd, env=env(), capture_output=True, text=True, cwd=REPO, timeout=600, check=False, **kw)
+    return subprocess.run(cmd, env=env(**extra_env), capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
+
+
+def assert_groups_ended(prefix: str, world: int = 2) -> None:
+    """Every process ended its process groups before exit (``SIMCSE_TEST_GROUPS_LEFT=prefix``)."""
+    for rank in range(world):
+        with open(f"{prefix}.{rank}", encoding="utf-8") as f:
+            assert f.read().strip() == "initialized=0 held=0", rank
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +139,11 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 @pytest.mark.slow
 def test_two_processes_write_the_rows_of_one(tiny_model_dir, corpus, reference, tmp_path):
     out = str(tmp_path / "out")
-    proc = run(encode_args(tiny_model_dir, [corpus], out, "--id-column", "id", "--shard-size", "50"), TORCHRUN)
+    groups = str(tmp_path / "groups")
+    proc = run(encode_args(tiny_model_dir, [corpus], out, "--id-column", "id", "--shard-size", "50"), TORCHRUN,
+               SIMCSE_TEST_GROUPS_LEFT=groups)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_groups_ended(groups)  # a group left to the interpreter's exit can abort a finished process
     assert_same_output(out, reference)  # the same shards, so the same batches: the same bits
     with open(os.path.join(out, "manifest.json")) as f:
         assert json.load(f)["processes"] == 2
@@ -145,9 +155,10 @@ def test_two_processes_write_the_rows_of_one(tiny_model_dir, corpus, reference, 
     lines[75] = lines[75].replace('"d75"', '"d3"')  # shard 1 (process 1) repeats one of shard 0: found first
     dup.write_text("\n".join(lines) + "\n")
     proc = run(encode_args(tiny_model_dir, [str(dup)], str(tmp_path / "dup"), "--id-column", "id", "--shard-size",
-                           "50"), TORCHRUN)  # fmt: skip
+                           "50"), TORCHRUN, SIMCSE_TEST_GROUPS_LEFT=groups + "-failed")  # fmt: skip
     errors = [line for line in proc.stderr.splitlines() if "simcse encode: error:" in line]
     assert proc.returncode != 0 and errors, proc.stderr[-3000:]
+    assert_groups_ended(groups + "-failed")  # on the error's way out too
     assert errors[0].endswith(f"{dup}:76: duplicate id 'd3' (first at {dup}:4); ids must be unique")
 
 

@@ -136,8 +136,13 @@ def test_a_failure_on_process_0_alone_ends_both_nodes_at_once_with_its_message(n
     else:
         extra["SIMCSE_TEST_FAIL"] = "evaluate"  # an out-of-memory error while process 0 evaluates
     cfg = {**base, "output_dir": str(out), "ddp_timeout": 600, "wait_timeout": 600}
-    (rc0, log0, t0), (rc1, log1, t1) = run_nodes(nodes, cfg, script=FAULTY, timeout=240, **extra)
+    groups = str(tmp_path / "groups")
+    (rc0, log0, t0), (rc1, log1, t1) = run_nodes(nodes, cfg, script=FAULTY, timeout=240,
+                                                 SIMCSE_TEST_GROUPS_LEFT=groups, **extra)  # fmt: skip
     assert rc0 != 0 and rc1 != 0
+    for rank in (0, 1):  # both ended their process groups on the error's way out
+        with open(f"{groups}.{rank}", encoding="utf-8") as f:
+            assert f.read().strip() == "initialized=0 held=0", rank
     assert max(t0, t1) < 120, (t0, t1)  # at once, not at a timeout (600 s)
     cause = "Is a directory" if where == "run folder" else "CUDA out of memory"
     assert cause in log0

@@ -130,7 +130,12 @@ def test_nan_on_one_process_skips_the_update_on_every_process(base, files, tmp_p
     out = str(tmp_path / "nan")
     cfg = {**base, "train_file": files["unsup"], "batch_size": 8, "output_dir": out, "max_steps": 4,
            "checkpoint_steps": 1, "keep_last_n": 4, "eval_steps": 4}  # fmt: skip
-    launch(2, cfg, script=FAULTY, timeout=180, SIMCSE_TEST_NAN="1:3")  # process 1's loss is NaN at step 3
+    groups = str(tmp_path / "groups")
+    # process 1's loss is NaN at step 3
+    launch(2, cfg, script=FAULTY, timeout=180, SIMCSE_TEST_NAN="1:3", SIMCSE_TEST_GROUPS_LEFT=groups)
+    for rank in (0, 1):  # the run ended its process groups (a group left to the interpreter's exit can abort it)
+        with open(f"{groups}.{rank}", encoding="utf-8") as f:
+            assert f.read().strip() == "initialized=0 held=0", rank
     records = metrics(out)
     assert math.isnan(records[2]["loss"]) and all(math.isfinite(r["loss"]) for i, r in enumerate(records) if i != 2)
     with open(os.path.join(checkpoint(out, 4), "trainer_state.json"), encoding="utf-8") as f:

@@ -1,7 +1,8 @@
 """``simcse <command> ...`` in its own process, for tests that kill it (SIGKILL) at a chosen file operation.
 
 Usage: ``python encode_child.py encode --model ... -o FOLDER ...``. With ``SIMCSE_CHILD_PAUSE`` set, the
-child blocks before the first matching ``os.replace`` / ``shutil.rmtree`` (see ``train_child.pause_at``).
+child blocks before the first matching ``os.replace`` / ``shutil.rmtree`` (see ``train_child.pause_at``); with
+``SIMCSE_TEST_GROUPS_LEFT`` set, it reports at exit what process groups are left (see ``train_entry``).
 """
 
 import os
@@ -10,10 +11,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from train_child import pause_at
+from train_entry import report_groups_at_exit
 
 from simcse.cli import main
 
 if __name__ == "__main__":
+    if os.environ.get("SIMCSE_TEST_GROUPS_LEFT"):
+        report_groups_at_exit(os.environ["SIMCSE_TEST_GROUPS_LEFT"])
     if os.environ.get("SIMCSE_CHILD_PAUSE"):
         pause_at(os.environ["SIMCSE_CHILD_PAUSE"], os.environ["SIMCSE_CHILD_PAUSED"])
     sys.exit(main(sys.argv[1:]))

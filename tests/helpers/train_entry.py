@@ -12,6 +12,9 @@ Faults, from the environment:
   the tokenized cache, evaluating, writing the best model, writing its part of a checkpoint (as a large
   corpus, a large dev set or network storage would).
 - ``SIMCSE_TEST_FAIL=evaluate``: process 0 fails while evaluating (as an out-of-memory error on GPU 0 would).
+- ``SIMCSE_TEST_GROUPS_LEFT=PATH``: no fault; at exit, every process writes to ``PATH.<rank>`` whether a
+  process group is still joined and whether simcse still holds one (``initialized=0 held=0`` when the
+  command ended them all, as it must: a group left to the interpreter's exit can abort the process).
 - ``SIMCSE_TEST_ENCODE_LOG=PATH``: no fault; every process appends ``<rank> <number of texts>`` to ``PATH.<rank>``
   at each ``Encoder.encode`` call (evaluation is the only caller while training), to see who encoded what.
 
@@ -97,7 +100,26 @@ def log_encoding(path: str) -> None:
     simcse.encoder.Encoder.encode = encode
 
 
+def report_groups_at_exit(path: str) -> None:
+    """At exit, write ``initialized=<0|1> held=<0|1>`` to ``path.<rank>`` (see the module's docstring)."""
+    import atexit
+
+    def report() -> None:
+        import torch.distributed as dist
+
+        import simcse.distributed
+
+        initialized = int(dist.is_available() and dist.is_initialized())
+        held = int(bool(simcse.distributed._WAIT))
+        with open(f"{path}.{rank()}", "w", encoding="utf-8") as f:
+            f.write(f"initialized={initialized} held={held}\n")
+
+    atexit.register(report)
+
+
 def main() -> None:
+    if os.environ.get("SIMCSE_TEST_GROUPS_LEFT"):
+        report_groups_at_exit(os.environ["SIMCSE_TEST_GROUPS_LEFT"])
     if os.environ.get("SIMCSE_TEST_ENCODE_LOG"):
         log_encoding(os.environ["SIMCSE_TEST_ENCODE_LOG"])
     if os.environ.get("SIMCSE_TEST_SLOW"):
