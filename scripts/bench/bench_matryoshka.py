@@ -9,7 +9,8 @@ encoded once per model at full size; the sizes are cut from those vectors and re
 
 ``--rotate N`` adds each model rotated onto the principal directions of its vectors of N random sentences
 of the shared Wikipedia corpus (``simcse rotate``: no training; full-size cosines unchanged); ``--steps 0``
-scores the untrained model alone (and rotated).
+scores the untrained model alone (and rotated). ``--distill 0 1`` trains a Matryoshka run per weight of its
+ranking distillation (``matryoshka_distill``: each smaller size taught the full size's in-batch ranking).
 
     python scripts/bench/bench_matryoshka.py --steps 400 --batch-size 32 --lr 1e-4 --weights 1 1 2 2
     python scripts/bench/bench_matryoshka.py --steps 0 --rotate 20000
@@ -42,15 +43,16 @@ K = 10
 
 
 def fine_tune(
-    args: argparse.Namespace, out: str, dims: list[int] | None, weights: list[float] | None = None
-) -> tuple[str, float]:
+    args: argparse.Namespace, out: str, dims: list[int] | None, weights: list[float] | None = None,
+    distill: float = 0.0,
+) -> tuple[str, float]:  # fmt: skip
     """A short supervised run (NLI triplets, hard negatives) from all-MiniLM-L6-v2; its model folder and seconds."""
     cfg = load_config(None, dict(
         model_name_or_path=MODEL, pooler="avg", mode="triplets", train_file=args.train_file, data_dir=args.data_dir,
         max_train_samples=args.samples, max_seq_len=32, batch_size=args.batch_size, learning_rate=args.lr,
         warmup_steps=args.steps // 10, max_steps=args.steps, eval_steps=args.steps, checkpoint_steps=args.steps,
         output_dir=out, seed=args.seed, matryoshka_dims=dims, matryoshka_weights=weights,
-        data_cache_dir=os.path.join(args.work, "cache"), collapse_check_steps=0,
+        matryoshka_distill=distill, data_cache_dir=os.path.join(args.work, "cache"), collapse_check_steps=0,
     ))  # fmt: skip
     start = time.perf_counter()
     train(cfg)
@@ -102,6 +104,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="STS tasks of the avg (default: the 7)")
     parser.add_argument("--rotate", type=int, default=0, metavar="N", help="add each model rotated on N sentences")
+    parser.add_argument("--distill", type=float, nargs="+", default=[0.0], metavar="W",
+                        help="a Matryoshka run per weight of its ranking distillation (matryoshka_distill)")
+    parser.add_argument("--no-plain", action="store_true", help="skip the fine-tune without Matryoshka")
     args = parser.parse_args()
     dims = args.dims
     with tempfile.TemporaryDirectory() as work:
@@ -112,8 +117,11 @@ def main() -> None:
         test = RetrievalData({i: t for i, t in data.queries.items() if i in qrels["test"]}, data.corpus, qrels["test"])
         models = {"untrained": (MODEL, 0.0)}
         if args.steps > 0:
-            models["fine-tune"] = fine_tune(args, os.path.join(work, "plain"), None)
-            models["fine-tune + Matryoshka"] = fine_tune(args, os.path.join(work, "mrl"), dims, args.weights)
+            if not args.no_plain:
+                models["fine-tune"] = fine_tune(args, os.path.join(work, "plain"), None)
+            for w in args.distill:
+                name = "fine-tune + Matryoshka" + (f" + distill {w:g}" if w else "")
+                models[name] = fine_tune(args, os.path.join(work, f"mrl-{w:g}"), dims, args.weights, w)
         rotate = rotation_sentences(args) if args.rotate else None
         print(f"\nSTS avg over {', '.join(args.tasks)}")
         print(f"{args.steps} steps x batch {args.batch_size} NLI triplets, lr {args.lr}; sizes {dims}, "

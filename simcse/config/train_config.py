@@ -104,6 +104,9 @@ class TrainConfig:
         None, "Matryoshka: also train the first N dimensions as an embedding, for each N (e.g. 384,128,64,32)"
     )
     matryoshka_weights: tuple[float, ...] | None = _f(None, "Matryoshka: each size's loss weight (None: 1 each)")
+    matryoshka_distill: float = _f(
+        0.0, "Matryoshka: weight of each smaller size's KL to the full size's in-batch ranking (0: off)"
+    )
     guide_model: str | None = _f(
         None, "GISTEmbed: an encoder folder or name, frozen, whose similarities mask in-batch false negatives"
     )

@@ -5,6 +5,11 @@ truncated to each of a list of sizes, weighted and summed, so that a vector cut 
 dimensions (and re-normalised) is an embedding on its own. It wraps any objective whose loss reads the
 embeddings alone: the cosine-based losses normalise the truncated vectors themselves, which is the
 re-normalisation that search at a smaller size applies.
+
+Optionally (``distill``), each smaller size also learns the full size's ranking of the batch: the KL
+divergence from the full vectors' in-batch softmax (the teacher, no gradient) to the cut vectors' one, at
+the objective's temperature. Search at a smaller size is then asked to find what full-size search finds,
+which the loss at each size alone does not ask (each size only has to rank the positive first).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
+from simcse.objectives.infonce import cosine_logits
 from simcse.objectives.inputs import StepInputs
 
 
@@ -52,13 +59,46 @@ def matryoshka_loss(
     return total
 
 
+def ranking_distillation(
+    anchors: torch.Tensor, candidates: torch.Tensor, dims: Sequence[int], temperature: float
+) -> torch.Tensor:
+    """``sum_d mean_i KL(p_full(i) || p_d(i))``: each size ``d`` below the full one taught the full size's ranking.
+
+    ``p_d(i)`` is the softmax over candidates of anchor ``i``'s cosine similarities at the first ``d``
+    dimensions, divided by ``temperature``; the full size's distribution is the teacher (no gradient).
+
+    Args:
+        anchors: ``(n, dim)`` this process's anchors.
+        candidates: ``(m, dim)`` the rows they rank (on several processes, every process's positives).
+        dims: The sizes; those at or above ``dim`` are the teacher's own and add nothing.
+        temperature: Softmax temperature.
+    """
+    full = anchors.shape[-1]
+
+    def log_probs(d: int) -> torch.Tensor:  # (n, m), float32 or wider even under autocast
+        return F.log_softmax(cosine_logits(anchors[:, :d], candidates[:, :d], temperature), dim=-1)
+
+    teacher = log_probs(full).detach()
+    total = teacher.new_zeros(())
+    for d in dims:
+        if d < full:
+            total = total + F.kl_div(log_probs(d), teacher, log_target=True, reduction="batchmean")
+    return total
+
+
 def matryoshka_step(
-    step: Callable[[StepInputs], torch.Tensor], dims: Sequence[int], weights: Sequence[float] | None = None
+    step: Callable[[StepInputs], torch.Tensor],
+    dims: Sequence[int],
+    weights: Sequence[float] | None = None,
+    distill: float = 0.0,
+    temperature: float = 0.05,
 ) -> Callable[[StepInputs], torch.Tensor]:
     """An objective's step function (:attr:`simcse.objectives.ObjectiveSpec.step`) applied at every size.
 
     Each size's step sees the views cut to that size, so what it gathers from the other processes (with
-    gradient, for cross-process negatives) is cut too; hard negatives are views like the others.
+    gradient, for cross-process negatives) is cut too; hard negatives are views like the others. With
+    ``distill > 0``, ``distill *`` :func:`ranking_distillation` of the anchors over every process's
+    positives is added (at ``temperature``).
     """
     sizes, scale = list(dims), matryoshka_weights(dims, weights)
 
@@ -67,6 +107,8 @@ def matryoshka_step(
         for d, w in zip(sizes, scale):
             part = w * step(dataclasses.replace(x, z=x.z[..., :d]))  # z: (views, n, d)
             total = part if total is None else total + part
+        if distill > 0:
+            total = total + distill * ranking_distillation(x.z[0], x.gather(x.z[1]), sizes, temperature)
         return total  # type: ignore[return-value]
 
     return run

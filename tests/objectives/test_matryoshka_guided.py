@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from simcse.objectives import guided_false_negatives, info_nce, matryoshka_loss
+from simcse.objectives.matryoshka import ranking_distillation
 from tests.helpers.data import cfg_for, write_triplets
 
 
@@ -53,6 +54,42 @@ def test_the_training_step_applies_matryoshka_to_every_view_at_every_size(tiny_m
     assert torch.allclose(g1, g2, atol=1e-10)
     with pytest.raises(ValueError, match=r"matryoshka_dims \[32, 4\]: the encoder's vectors have 16"):
         ObjectiveStep(cfg, 16)
+
+
+def _hand_kl(anchors, candidates, d, temperature):
+    """KL(p_full || p_d) of each anchor's softmax over the candidates' cosines, averaged over anchors, by hand."""
+    total = 0.0
+    for i in range(anchors.shape[0]):
+        full = [F.cosine_similarity(anchors[i], c, dim=0) / temperature for c in candidates]
+        cut = [F.cosine_similarity(anchors[i, :d], c[:d], dim=0) / temperature for c in candidates]
+        p, q = torch.softmax(torch.stack(full), 0), torch.softmax(torch.stack(cut), 0)
+        total = total + sum(p[j] * (torch.log(p[j]) - torch.log(q[j])) for j in range(len(candidates)))
+    return total / anchors.shape[0]
+
+
+def test_ranking_distillation_adds_each_smaller_sizes_kl_to_the_full_sizes_ranking(tiny_model_dir, tmp_path):
+    from simcse.train.objective_step import ObjectiveStep
+
+    write_triplets(tmp_path / "t.csv", n=32)
+    cfg = cfg_for(tiny_model_dir, str(tmp_path / "t.csv"), tmp_path, mode="triplets", matryoshka_dims=[32, 8, 4],
+                  matryoshka_distill=0.7, temperature=0.1)  # fmt: skip
+    torch.manual_seed(0)
+    z = torch.randn(3, 5, 32, dtype=torch.float64, requires_grad=True)
+    got = ObjectiveStep(cfg, 32).loss(None, z, {})
+    plain = sum(_plain(*(z[v, :, :d] for v in range(3)), temperature=0.1) for d in (32, 8, 4))
+    kl = _hand_kl(z[0], z[1], 8, 0.1) + _hand_kl(z[0], z[1], 4, 0.1)
+    assert kl.item() > 1e-3  # the sizes rank differently: the term is not trivially 0
+    assert got.item() == pytest.approx((plain + 0.7 * kl).item(), rel=1e-9)
+    # the full size is the teacher: no gradient reaches the dimensions only the full size reads from the KL
+    grad = torch.autograd.grad(ranking_distillation(z[0], z[1], [32, 8, 4], 0.1), z)[0]
+    assert grad[:, :, 8:].abs().max() == 0 and grad[:2, :, :8].abs().max() > 0
+
+
+def test_distillation_needs_matryoshka_and_a_weight_of_at_least_0(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="matryoshka_distill needs matryoshka_dims"):
+        cfg_for(tiny_model_dir, "x.txt", tmp_path, matryoshka_distill=1.0)
+    with pytest.raises(ValueError, match="matryoshka_distill must be >= 0"):
+        cfg_for(tiny_model_dir, "x.txt", tmp_path, matryoshka_dims=[16, 8], matryoshka_distill=-1.0)
 
 
 @pytest.mark.parametrize(
