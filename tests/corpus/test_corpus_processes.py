@@ -78,9 +78,10 @@ def assert_same_output(out: str, ref: str, exact: bool = True) -> None:
 class Child:
     """One encode process that a test kills."""
 
-    def __init__(self, args: list[str], tmp_path, pause: str | None = None) -> None:
+    def __init__(self, args: list[str], tmp_path, pause: str | None = None, slow: float = 0.0) -> None:
         self.flag = str(tmp_path / "paused")
         extra = {"SIMCSE_CHILD_PAUSE": pause, "SIMCSE_CHILD_PAUSED": self.flag} if pause else {}
+        extra.update({"SIMCSE_CHILD_SLOW": str(slow)} if slow else {})
         self.log = tmp_path / f"child-{time.monotonic_ns()}.log"
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen([sys.executable, CHILD, *args], env=env(**extra), stdout=log,
@@ -111,10 +112,12 @@ def test_sigkill_at_any_moment_then_resume_equals_the_uninterrupted_run(tiny_mod
 
     # killed at chosen moments: a shard file written but not yet renamed into place...
     assert "shard-00002.parquet" in Child(args, tmp_path, r"replace .*\.shard-00002\.parquet\.tmp").kill_when_paused()
-    # ... at random moments while shards are being written (after one more shard, plus 0-20 ms) ...
+    # ... at random moments while shards are being written (after one more shard, plus 0-20 ms; each file put
+    # in place 0.2 s late, so that the kill lands before the next shard even when this machine is loaded:
+    # in a CI rehearsal, three kills without the delay let 10 of the 12 shards through) ...
     rng = random.Random(0)
     for _ in range(3):
-        child, target = Child([*args, "--resume"], tmp_path), done() + 1
+        child, target = Child([*args, "--resume"], tmp_path, slow=0.2), done() + 1
         while done() < target:
             assert child.proc.poll() is None, child.log.read_text()[-3000:]
             time.sleep(0.005)
