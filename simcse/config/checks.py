@@ -84,9 +84,10 @@ def _matryoshka(cfg: Any) -> None:
     if cfg.matryoshka_distill < 0:
         raise ValueError(f"matryoshka_distill must be >= 0, got {cfg.matryoshka_distill}")
     if dims is None:
-        if weights is not None or cfg.matryoshka_distill:
-            raise ValueError(f"{'matryoshka_weights' if weights is not None else 'matryoshka_distill'} needs "
-                             "matryoshka_dims")  # fmt: skip
+        if weights is not None:
+            raise ValueError("matryoshka_weights needs matryoshka_dims")
+        if cfg.matryoshka_distill:
+            raise ValueError("matryoshka_distill needs matryoshka_dims")
         return
     spec = OBJECTIVES[cfg.objective]
     checks = [
