@@ -10,10 +10,15 @@ encoded once per model at full size; the sizes are cut from those vectors and re
 ``--rotate N`` adds each model rotated onto the principal directions of its vectors of N random sentences
 of the shared Wikipedia corpus (``simcse rotate``: no training; full-size cosines unchanged); ``--steps 0``
 scores the untrained model alone (and rotated). ``--distill 0 1`` trains a Matryoshka run per weight of its
-ranking distillation (``matryoshka_distill``: each smaller size taught the full size's in-batch ranking).
+ranking distillation (``matryoshka_distill``: each smaller size taught the full size's in-batch ranking),
+and ``--energy 0 2`` one per weight of its tail-energy term (``matryoshka_energy``; every pair with
+``--distill``). ``--start-rotated N`` fine-tunes from all-MiniLM-L6-v2 rotated on N corpus sentences
+(``simcse rotate`` first, then the fine-tune: its first dimensions start as its principal ones).
 
     python scripts/bench/bench_matryoshka.py --steps 400 --batch-size 32 --lr 1e-4 --weights 1 1 2 2
     python scripts/bench/bench_matryoshka.py --steps 0 --rotate 20000
+    python scripts/bench/bench_matryoshka.py --steps 400 --batch-size 32 --lr 1e-4 --weights 1 1 2 2 \
+        --start-rotated 20000 --energy 0 2 --no-plain
 """
 
 from __future__ import annotations
@@ -44,26 +49,27 @@ K = 10
 
 def fine_tune(
     args: argparse.Namespace, out: str, dims: list[int] | None, weights: list[float] | None = None,
-    distill: float = 0.0,
+    distill: float = 0.0, energy: float = 0.0, start: str = MODEL,
 ) -> tuple[str, float]:  # fmt: skip
-    """A short supervised run (NLI triplets, hard negatives) from all-MiniLM-L6-v2; its model folder and seconds."""
+    """A short supervised run (NLI triplets, hard negatives) from ``start``; its model folder and seconds."""
     cfg = load_config(None, dict(
-        model_name_or_path=MODEL, pooler="avg", mode="triplets", train_file=args.train_file, data_dir=args.data_dir,
+        model_name_or_path=start, pooler="avg", mode="triplets", train_file=args.train_file, data_dir=args.data_dir,
         max_train_samples=args.samples, max_seq_len=32, batch_size=args.batch_size, learning_rate=args.lr,
         warmup_steps=args.steps // 10, max_steps=args.steps, eval_steps=args.steps, checkpoint_steps=args.steps,
         output_dir=out, seed=args.seed, matryoshka_dims=dims, matryoshka_weights=weights,
-        matryoshka_distill=distill, data_cache_dir=os.path.join(args.work, "cache"), collapse_check_steps=0,
+        matryoshka_distill=distill, matryoshka_energy=energy, data_cache_dir=os.path.join(args.work, "cache"),
+        collapse_check_steps=0,
     ))  # fmt: skip
     start = time.perf_counter()
     train(cfg)
     return os.path.join(out, "model"), time.perf_counter() - start
 
 
-def rotation_sentences(args: argparse.Namespace) -> list[str]:
-    """``--rotate`` random sentences of the shared Wikipedia corpus (none of the scored texts)."""
+def rotation_sentences(args: argparse.Namespace, n: int) -> list[str]:
+    """``n`` random sentences of the shared Wikipedia corpus (none of the scored texts)."""
     with open(os.path.join(args.data_dir, "corpus", "wiki_sentences.txt"), encoding="utf-8") as f:
         lines = [line.strip() for line in f if line.strip()]
-    return random.Random(args.seed).sample(lines, args.rotate)
+    return random.Random(args.seed).sample(lines, n)
 
 
 def score(
@@ -106,23 +112,38 @@ def main() -> None:
     parser.add_argument("--rotate", type=int, default=0, metavar="N", help="add each model rotated on N sentences")
     parser.add_argument("--distill", type=float, nargs="+", default=[0.0], metavar="W",
                         help="a Matryoshka run per weight of its ranking distillation (matryoshka_distill)")
+    parser.add_argument("--energy", type=float, nargs="+", default=[0.0], metavar="W",
+                        help="a Matryoshka run per weight of its tail-energy term (matryoshka_energy), each distill")
+    parser.add_argument("--start-rotated", type=int, default=0, metavar="N",
+                        help="fine-tune from all-MiniLM-L6-v2 rotated on N corpus sentences (simcse rotate)")
     parser.add_argument("--no-plain", action="store_true", help="skip the fine-tune without Matryoshka")
+    parser.add_argument("--no-untrained", action="store_true", help="skip scoring the untrained model")
+    parser.add_argument("--keep", metavar="DIR", help="train in DIR and keep the models (default: a temporary one)")
     args = parser.parse_args()
     dims = args.dims
-    with tempfile.TemporaryDirectory() as work:
-        args.work = work
+    with tempfile.TemporaryDirectory() as temporary:
+        work = args.work = args.keep or temporary
         data, qrels = build(args.data_dir)
         judged_ids = set(qrels["dev"]) | set(qrels["test"])
         judged = RetrievalData({i: t for i, t in data.queries.items() if i in judged_ids}, data.corpus, {})
         test = RetrievalData({i: t for i, t in data.queries.items() if i in qrels["test"]}, data.corpus, qrels["test"])
-        models = {"untrained": (MODEL, 0.0)}
+        models = {} if args.no_untrained else {"untrained": (MODEL, 0.0)}
+        start, prefix = MODEL, "fine-tune"
+        if args.start_rotated:
+            start, prefix = os.path.join(work, "rotated"), "rotate, fine-tune"
+            encoder = Encoder.from_pretrained(MODEL, device="cpu").eval()
+            rotate_for_truncation(encoder, rotation_sentences(args, args.start_rotated), batch_size=128)
+            encoder.save(start)
         if args.steps > 0:
             if not args.no_plain:
-                models["fine-tune"] = fine_tune(args, os.path.join(work, "plain"), None)
+                models[prefix] = fine_tune(args, os.path.join(work, "plain"), None, start=start)
             for w in args.distill:
-                name = "fine-tune + Matryoshka" + (f" + distill {w:g}" if w else "")
-                models[name] = fine_tune(args, os.path.join(work, f"mrl-{w:g}"), dims, args.weights, w)
-        rotate = rotation_sentences(args) if args.rotate else None
+                for e in args.energy:
+                    extras = (f" + distill {w:g}" if w else "") + (f" + energy {e:g}" if e else "")
+                    name = f"{prefix} + Matryoshka{extras}"
+                    models[name] = fine_tune(args, os.path.join(work, f"mrl-{w:g}-{e:g}"), dims, args.weights, w, e,
+                                             start)  # fmt: skip
+        rotate = rotation_sentences(args, args.rotate) if args.rotate else None
         print(f"\nSTS avg over {', '.join(args.tasks)}")
         print(f"{args.steps} steps x batch {args.batch_size} NLI triplets, lr {args.lr}; sizes {dims}, "
               f"weights {args.weights or [1.0] * len(dims)}; "

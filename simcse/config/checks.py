@@ -81,13 +81,15 @@ def _matryoshka(cfg: Any) -> None:
     from simcse.objectives import OBJECTIVES
 
     dims, weights = cfg.matryoshka_dims, cfg.matryoshka_weights
-    if cfg.matryoshka_distill < 0:
-        raise ValueError(f"matryoshka_distill must be >= 0, got {cfg.matryoshka_distill}")
+    for key in ("matryoshka_distill", "matryoshka_energy"):
+        if getattr(cfg, key) < 0:
+            raise ValueError(f"{key} must be >= 0, got {getattr(cfg, key)}")
     if dims is None:
         if weights is not None:
             raise ValueError("matryoshka_weights needs matryoshka_dims")
-        if cfg.matryoshka_distill:
-            raise ValueError("matryoshka_distill needs matryoshka_dims")
+        for key in ("matryoshka_distill", "matryoshka_energy"):
+            if getattr(cfg, key):
+                raise ValueError(f"{key} needs matryoshka_dims")
         return
     spec = OBJECTIVES[cfg.objective]
     checks = [

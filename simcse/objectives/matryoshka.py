@@ -10,6 +10,12 @@ Optionally (``distill``), each smaller size also learns the full size's ranking 
 divergence from the full vectors' in-batch softmax (the teacher, no gradient) to the cut vectors' one, at
 the objective's temperature. Search at a smaller size is then asked to find what full-size search finds,
 which the loss at each size alone does not ask (each size only has to rank the positive first).
+
+Optionally (``energy``), each vector's squared length is pulled into its first dimensions: for each size
+``d`` below the full one, the mean share of a vector's squared length beyond its first ``d`` dimensions.
+Search at size ``d`` finds what full-size search finds exactly when the dimensions after ``d`` add nothing
+to the cosines; the contrastive loss at full size spreads the vectors over every dimension (uniformity),
+and this term trades some of that spread for agreement between the sizes (measured in the README).
 """
 
 from __future__ import annotations
@@ -86,19 +92,38 @@ def ranking_distillation(
     return total
 
 
+def tail_energy(z: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
+    """``sum_d mean_i |z_i[d:]|^2 / |z_i|^2`` over the sizes ``d`` below the full one (float32 or wider).
+
+    Args:
+        z: ``(..., n, dim)`` vectors (any leading view axis).
+        dims: The sizes; those at or above ``dim`` have no tail and add nothing.
+    """
+    full = z.shape[-1]
+    squares = z.float().square() if z.dtype in (torch.float16, torch.bfloat16) else z.square()  # (..., n, dim)
+    total = squares.sum(-1).clamp_min(torch.finfo(squares.dtype).tiny)  # (..., n)
+    out = squares.new_zeros(())
+    for d in dims:
+        if d < full:
+            out = out + (squares[..., d:].sum(-1) / total).mean()
+    return out
+
+
 def matryoshka_step(
     step: Callable[[StepInputs], torch.Tensor],
     dims: Sequence[int],
     weights: Sequence[float] | None = None,
     distill: float = 0.0,
     temperature: float = 0.05,
+    energy: float = 0.0,
 ) -> Callable[[StepInputs], torch.Tensor]:
     """An objective's step function (:attr:`simcse.objectives.ObjectiveSpec.step`) applied at every size.
 
     Each size's step sees the views cut to that size, so what it gathers from the other processes (with
     gradient, for cross-process negatives) is cut too; hard negatives are views like the others. With
     ``distill > 0``, ``distill *`` :func:`ranking_distillation` of the anchors over every process's
-    positives is added (at ``temperature``).
+    positives is added (at ``temperature``); with ``energy > 0``, ``energy *`` :func:`tail_energy` of this
+    process's vectors (every view).
     """
     sizes, scale = list(dims), matryoshka_weights(dims, weights)
 
@@ -109,6 +134,8 @@ def matryoshka_step(
             total = part if total is None else total + part
         if distill > 0:
             total = total + distill * ranking_distillation(x.z[0], x.gather(x.z[1]), sizes, temperature)
+        if energy > 0:
+            total = total + energy * tail_energy(x.z, sizes)
         return total  # type: ignore[return-value]
 
     return run

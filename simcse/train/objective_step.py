@@ -115,7 +115,7 @@ class ObjectiveStep:
             if dim and max(cfg.matryoshka_dims) > dim:
                 raise ValueError(f"matryoshka_dims {list(cfg.matryoshka_dims)}: the encoder's vectors have {dim}")
             self.step_fn = matryoshka_step(self.spec.step, cfg.matryoshka_dims, cfg.matryoshka_weights,
-                                           cfg.matryoshka_distill, cfg.temperature)  # fmt: skip
+                                           cfg.matryoshka_distill, cfg.temperature, cfg.matryoshka_energy)  # fmt: skip
         self.guide = None  # GISTEmbed's frozen guide: its similarities mask in-batch false negatives
         if cfg.guide_model is not None:
             from simcse.train.guide import Guide

@@ -187,6 +187,7 @@ def test_ray_actor_pool_gives_the_rows_of_one_process(tiny_model_dir, corpus, re
     out = str(tmp_path / "ray")
     kwargs = {"id_column": "id", "input_format": "jsonl", "num_actors": 2, "num_cpus": 1, "rows_per_call": 64,
               "pooler": "avg", "batch_size": 8}  # fmt: skip
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}  # ray.init sets its own
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {**ENV, "PYTHONPATH": REPO}})  # fmt: skip
     try:
@@ -195,6 +196,8 @@ def test_ray_actor_pool_gives_the_rows_of_one_process(tiny_model_dir, corpus, re
             encode_with_ray(tiny_model_dir, [corpus], out, **kwargs)  # refused before Ray does any work
     finally:
         ray.shutdown()
+        for sig, handler in handlers.items():  # the later tests of this pytest process see the default handling
+            signal.signal(sig, handler)
     ids, vectors = read_folder(out)  # through the manifest: Ray's order, ids identify the rows
     ref_ids, ref_vectors = read_folder(reference)
     assert sorted(ids) == sorted(ref_ids) and len(ids) == len(set(ids))

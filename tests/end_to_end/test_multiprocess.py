@@ -67,11 +67,11 @@ VARIANTS = {
     "moco_queue": dict(mode="unsup", objective="moco", queue_size=48, momentum=0.9),
     # composed, so that CI runs one launch set for all of them: triplets with hard negatives (alpha 0.7) and
     # the gradient cache (each also had a variant of its own before), two sources (unsup + triplets) in one
-    # run, Matryoshka at 2 sizes with its ranking distillation, a guide masking false negatives (its
-    # similarities once per step)
+    # run, Matryoshka at 2 sizes with its ranking distillation and tail-energy term, a guide masking false
+    # negatives (its similarities once per step)
     "sources_matryoshka_guide": dict(
         mode="triplets", hard_negative_weight=0.7, grad_cache_chunk_size=6, matryoshka_dims="32,8",
-        matryoshka_distill=0.5, guide_model="self", datasets="both",
+        matryoshka_distill=0.5, matryoshka_energy=0.2, guide_model="self", datasets="both",
     ),
 }
 
