@@ -11,14 +11,14 @@ encoded once per model at full size; the sizes are cut from those vectors and re
 of the shared Wikipedia corpus (``simcse rotate``: no training; full-size cosines unchanged); ``--steps 0``
 scores the untrained model alone (and rotated). ``--distill 0 1`` trains a Matryoshka run per weight of its
 ranking distillation (``matryoshka_distill``: each smaller size taught the full size's in-batch ranking),
-and ``--energy 0 2`` one per weight of its tail-energy term (``matryoshka_energy``; every pair with
-``--distill``). ``--start-rotated N`` fine-tunes from all-MiniLM-L6-v2 rotated on N corpus sentences
-(``simcse rotate`` first, then the fine-tune: its first dimensions start as its principal ones).
+and ``--energy 0 2`` one per weight of its tail-energy term at the size ``--energy-at`` (default 64;
+``matryoshka_energy``, 0 at the other sizes; every pair with ``--distill``). ``--start-rotated N``
+fine-tunes from all-MiniLM-L6-v2 rotated on N corpus sentences (``simcse rotate`` first, then the
+fine-tune: its first dimensions start as its principal ones).
 
     python scripts/bench/bench_matryoshka.py --steps 400 --batch-size 32 --lr 1e-4 --weights 1 1 2 2
     python scripts/bench/bench_matryoshka.py --steps 0 --rotate 20000
-    python scripts/bench/bench_matryoshka.py --steps 400 --batch-size 32 --lr 1e-4 --weights 1 1 2 2 \
-        --start-rotated 20000 --energy 0 2 --no-plain
+    python scripts/bench/bench_matryoshka.py --steps 200 --batch-size 32 --start-rotated 20000 --energy 0 2 4 7
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ K = 10
 
 def fine_tune(
     args: argparse.Namespace, out: str, dims: list[int] | None, weights: list[float] | None = None,
-    distill: float = 0.0, energy: float = 0.0, start: str = MODEL,
+    distill: float = 0.0, energy: list[float] | None = None, start: str = MODEL,
 ) -> tuple[str, float]:  # fmt: skip
     """A short supervised run (NLI triplets, hard negatives) from ``start``; its model folder and seconds."""
     cfg = load_config(None, dict(
@@ -114,6 +114,7 @@ def main() -> None:
                         help="a Matryoshka run per weight of its ranking distillation (matryoshka_distill)")
     parser.add_argument("--energy", type=float, nargs="+", default=[0.0], metavar="W",
                         help="a Matryoshka run per weight of its tail-energy term (matryoshka_energy), each distill")
+    parser.add_argument("--energy-at", type=int, default=64, help="the size whose tail --energy weighs")
     parser.add_argument("--start-rotated", type=int, default=0, metavar="N",
                         help="fine-tune from all-MiniLM-L6-v2 rotated on N corpus sentences (simcse rotate)")
     parser.add_argument("--no-plain", action="store_true", help="skip the fine-tune without Matryoshka")
@@ -140,9 +141,10 @@ def main() -> None:
             for w in args.distill:
                 for e in args.energy:
                     extras = (f" + distill {w:g}" if w else "") + (f" + energy {e:g}" if e else "")
+                    energy = [e if d == args.energy_at else 0.0 for d in dims] if e else None
                     name = f"{prefix} + Matryoshka{extras}"
-                    models[name] = fine_tune(args, os.path.join(work, f"mrl-{w:g}-{e:g}"), dims, args.weights, w, e,
-                                             start)  # fmt: skip
+                    out = os.path.join(work, f"mrl-{w:g}-{e:g}")
+                    models[name] = fine_tune(args, out, dims, args.weights, w, energy, start)
         rotate = rotation_sentences(args, args.rotate) if args.rotate else None
         print(f"\nSTS avg over {', '.join(args.tasks)}")
         print(f"{args.steps} steps x batch {args.batch_size} NLI triplets, lr {args.lr}; sizes {dims}, "

@@ -80,10 +80,9 @@ def _matryoshka(cfg: Any) -> None:
     """The Matryoshka sizes and weights; the objectives whose loss reads only the embeddings."""
     from simcse.objectives import OBJECTIVES
 
-    dims, weights = cfg.matryoshka_dims, cfg.matryoshka_weights
-    for key in ("matryoshka_distill", "matryoshka_energy"):
-        if getattr(cfg, key) < 0:
-            raise ValueError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    dims, weights, energy = cfg.matryoshka_dims, cfg.matryoshka_weights, cfg.matryoshka_energy
+    if cfg.matryoshka_distill < 0:
+        raise ValueError(f"matryoshka_distill must be >= 0, got {cfg.matryoshka_distill}")
     if dims is None:
         if weights is not None:
             raise ValueError("matryoshka_weights needs matryoshka_dims")
@@ -97,6 +96,8 @@ def _matryoshka(cfg: Any) -> None:
         (len(set(dims)) == len(dims), f"matryoshka_dims must be distinct, got {list(dims)}"),
         (weights is None or len(weights) == len(dims), "matryoshka_weights needs one weight per matryoshka_dims"),
         (weights is None or all(w > 0 for w in weights), "matryoshka_weights must be > 0"),
+        (energy is None or len(energy) == len(dims), "matryoshka_energy needs one weight per matryoshka_dims"),
+        (energy is None or all(w >= 0 for w in energy), f"matryoshka_energy must be >= 0, got {list(energy or [])}"),
         (not any(getattr(spec, f"needs_{k}") for k in ("predictor", "prototypes", "momentum_encoder", "queue",
                                                            "memory")),
          f"matryoshka_dims needs an objective that scores the embeddings alone; {cfg.objective} also scores them "

@@ -107,8 +107,8 @@ class TrainConfig:
     matryoshka_distill: float = _f(
         0.0, "Matryoshka: weight of each smaller size's KL to the full size's in-batch ranking (0: off)"
     )
-    matryoshka_energy: float = _f(
-        0.0, "Matryoshka: weight of each smaller size's share of a vector's squared length left beyond it (0: off)"
+    matryoshka_energy: tuple[float, ...] | None = _f(
+        None, "Matryoshka: per size, the weight of the share of a vector's squared length beyond it (None: off)"
     )
     guide_model: str | None = _f(
         None, "GISTEmbed: an encoder folder or name, frozen, whose similarities mask in-batch false negatives"

@@ -11,11 +11,12 @@ divergence from the full vectors' in-batch softmax (the teacher, no gradient) to
 the objective's temperature. Search at a smaller size is then asked to find what full-size search finds,
 which the loss at each size alone does not ask (each size only has to rank the positive first).
 
-Optionally (``energy``), each vector's squared length is pulled into its first dimensions: for each size
-``d`` below the full one, the mean share of a vector's squared length beyond its first ``d`` dimensions.
+Optionally (``energy``, a weight per size), each vector's squared length is pulled into its first
+dimensions: at size ``d``, the mean share of a vector's squared length beyond its first ``d`` dimensions.
 Search at size ``d`` finds what full-size search finds exactly when the dimensions after ``d`` add nothing
 to the cosines; the contrastive loss at full size spreads the vectors over every dimension (uniformity),
-and this term trades some of that spread for agreement between the sizes (measured in the README).
+and this term trades some of that spread for agreement between the sizes (measured in the README: put the
+weight on the one size you will store; weights at every size also pull the larger sizes into the smallest).
 """
 
 from __future__ import annotations
@@ -92,20 +93,21 @@ def ranking_distillation(
     return total
 
 
-def tail_energy(z: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
-    """``sum_d mean_i |z_i[d:]|^2 / |z_i|^2`` over the sizes ``d`` below the full one (float32 or wider).
+def tail_energy(z: torch.Tensor, dims: Sequence[int], weights: Sequence[float] | None = None) -> torch.Tensor:
+    """``sum_d w_d mean_i |z_i[d:]|^2 / |z_i|^2`` over the sizes ``d`` below the full one (float32 or wider).
 
     Args:
         z: ``(..., n, dim)`` vectors (any leading view axis).
         dims: The sizes; those at or above ``dim`` have no tail and add nothing.
+        weights: One per size (None: 1 each).
     """
     full = z.shape[-1]
     squares = z.float().square() if z.dtype in (torch.float16, torch.bfloat16) else z.square()  # (..., n, dim)
     total = squares.sum(-1).clamp_min(torch.finfo(squares.dtype).tiny)  # (..., n)
     out = squares.new_zeros(())
-    for d in dims:
-        if d < full:
-            out = out + (squares[..., d:].sum(-1) / total).mean()
+    for d, w in zip(dims, matryoshka_weights(dims, weights)):
+        if d < full and w:
+            out = out + w * (squares[..., d:].sum(-1) / total).mean()
     return out
 
 
@@ -115,14 +117,14 @@ def matryoshka_step(
     weights: Sequence[float] | None = None,
     distill: float = 0.0,
     temperature: float = 0.05,
-    energy: float = 0.0,
+    energy: Sequence[float] | None = None,
 ) -> Callable[[StepInputs], torch.Tensor]:
     """An objective's step function (:attr:`simcse.objectives.ObjectiveSpec.step`) applied at every size.
 
     Each size's step sees the views cut to that size, so what it gathers from the other processes (with
     gradient, for cross-process negatives) is cut too; hard negatives are views like the others. With
     ``distill > 0``, ``distill *`` :func:`ranking_distillation` of the anchors over every process's
-    positives is added (at ``temperature``); with ``energy > 0``, ``energy *`` :func:`tail_energy` of this
+    positives is added (at ``temperature``); with ``energy`` (a weight per size), :func:`tail_energy` of this
     process's vectors (every view).
     """
     sizes, scale = list(dims), matryoshka_weights(dims, weights)
@@ -134,8 +136,8 @@ def matryoshka_step(
             total = part if total is None else total + part
         if distill > 0:
             total = total + distill * ranking_distillation(x.z[0], x.gather(x.z[1]), sizes, temperature)
-        if energy > 0:
-            total = total + energy * tail_energy(x.z, sizes)
+        if energy is not None and any(energy):
+            total = total + tail_energy(x.z, sizes, energy)
         return total  # type: ignore[return-value]
 
     return run

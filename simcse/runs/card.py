@@ -165,13 +165,15 @@ MATRYOSHKA_FILE = "matryoshka.json"  # in a Matryoshka model's folder: its train
 
 
 def matryoshka_record(cfg: TrainConfig, dev: dict[str, Any]) -> dict[str, str]:
-    """``{matryoshka.json: ...}``: the sizes a Matryoshka run trained, their weights and STS-B dev at each."""
+    """``{matryoshka.json: ...}``: a Matryoshka run's sizes, weights, distill and energy, and STS-B dev at each size."""
     if not cfg.matryoshka_dims:
         return {}
     dims = list(cfg.matryoshka_dims)
     weights = list(cfg.matryoshka_weights or [1.0] * len(dims))
     scores = {str(d): dev[f"stsb_dev@{d}"] for d in dims if f"stsb_dev@{d}" in dev}
-    return {MATRYOSHKA_FILE: json.dumps({"dims": dims, "weights": weights, "stsb_dev": scores}, indent=2) + "\n"}
+    energy = list(cfg.matryoshka_energy or [0.0] * len(dims))
+    record = {"dims": dims, "weights": weights, "distill": cfg.matryoshka_distill, "energy": energy, "stsb_dev": scores}
+    return {MATRYOSHKA_FILE: json.dumps(record, indent=2) + "\n"}
 
 
 def _matryoshka_rows(cfg: TrainConfig, dev: dict[str, Any]) -> list[tuple[str, str]]:

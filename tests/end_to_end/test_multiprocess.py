@@ -71,7 +71,7 @@ VARIANTS = {
     # negatives (its similarities once per step)
     "sources_matryoshka_guide": dict(
         mode="triplets", hard_negative_weight=0.7, grad_cache_chunk_size=6, matryoshka_dims="32,8",
-        matryoshka_distill=0.5, matryoshka_energy=0.2, guide_model="self", datasets="both",
+        matryoshka_distill=0.5, matryoshka_energy="0,0.2", guide_model="self", datasets="both",
     ),
 }
 
@@ -111,7 +111,8 @@ def test_two_processes_train_like_one_end_to_end(base, files, tmp_path, variant)
     assert not os.path.exists(os.path.join(two, ".simcse.lock"))
     if "matryoshka_dims" in cfg:  # the saved folder records the trained sizes, the card their dev scores
         with open(os.path.join(two, "model", "matryoshka.json"), encoding="utf-8") as f:
-            assert json.load(f)["dims"] == [32, 8]
+            record = json.load(f)
+            assert (record["dims"], record["distill"], record["energy"]) == ([32, 8], 0.5, [0.0, 0.2])
         with open(os.path.join(two, "model", "README.md"), encoding="utf-8") as f:
             assert "STS-B dev, first 8 dims" in f.read()
     if "guide_model" in cfg:

@@ -85,33 +85,38 @@ def test_ranking_distillation_adds_each_smaller_sizes_kl_to_the_full_sizes_ranki
     assert grad[:, :, 8:].abs().max() == 0 and grad[:2, :, :8].abs().max() > 0
 
 
-def test_the_energy_term_adds_each_smaller_sizes_share_of_squared_length_beyond_it(tiny_model_dir, tmp_path):
+def test_the_energy_term_adds_each_sizes_weighted_share_of_squared_length_beyond_it(tiny_model_dir, tmp_path):
     from simcse.train.objective_step import ObjectiveStep
 
     write_triplets(tmp_path / "t.csv", n=32)
     cfg = cfg_for(tiny_model_dir, str(tmp_path / "t.csv"), tmp_path, mode="triplets", matryoshka_dims=[32, 8, 4],
-                  matryoshka_energy=0.3)  # fmt: skip
+                  matryoshka_energy=[0.7, 0.3, 0.5])  # fmt: skip
     torch.manual_seed(0)
     z = torch.randn(3, 5, 32, dtype=torch.float64, requires_grad=True)
     got = ObjectiveStep(cfg, 32).loss(None, z, {})
     plain = sum(_plain(*(z[v, :, :d] for v in range(3))) for d in (32, 8, 4))
     rows = [z[v, i].tolist() for v in range(3) for i in range(5)]  # every view's vectors
-    hand = sum(sum(x * x for x in row[d:]) / sum(x * x for x in row) for d in (8, 4) for row in rows) / len(rows)
-    assert got.item() == pytest.approx(plain.item() + 0.3 * hand, rel=1e-9)
+    share = {d: sum(sum(x * x for x in row[d:]) / sum(x * x for x in row) for row in rows) / len(rows) for d in (8, 4)}
+    assert got.item() == pytest.approx(plain.item() + 0.3 * share[8] + 0.5 * share[4], rel=1e-9)  # full: no tail
     # a vector already inside its first d dimensions adds nothing; one outside them adds 1 per size
     inside, outside = torch.zeros(1, 2, 16), torch.zeros(1, 2, 16)
     inside[..., :4], outside[..., 12:] = 1.0, 2.0
     assert tail_energy(inside, [16, 8, 4]).item() == 0.0 and tail_energy(outside, [16, 8, 4]).item() == 2.0
+    assert tail_energy(outside, [16, 8, 4], [1.0, 0.0, 3.0]).item() == 3.0
     # under autocast (bf16 vectors) the shares are computed in float32
     assert tail_energy(z.detach().bfloat16(), [32, 8]).dtype == torch.float32
 
 
 def test_distillation_and_energy_need_matryoshka_and_a_weight_of_at_least_0(tiny_model_dir, tmp_path):
-    for key in ("matryoshka_distill", "matryoshka_energy"):
+    for key, value, bad in (("matryoshka_distill", 1.0, -1.0), ("matryoshka_energy", [0.0, 1.0], [0.0, -1.0])):
         with pytest.raises(ValueError, match=f"{key} needs matryoshka_dims"):
-            cfg_for(tiny_model_dir, "x.txt", tmp_path, **{key: 1.0})
+            cfg_for(tiny_model_dir, "x.txt", tmp_path, **{key: value})
         with pytest.raises(ValueError, match=f"{key} must be >= 0"):
-            cfg_for(tiny_model_dir, "x.txt", tmp_path, matryoshka_dims=[16, 8], **{key: -1.0})
+            cfg_for(tiny_model_dir, "x.txt", tmp_path, matryoshka_dims=[16, 8], **{key: bad})
+    with pytest.raises(ValueError, match="matryoshka_energy needs one weight per matryoshka_dims"):
+        cfg_for(tiny_model_dir, "x.txt", tmp_path, matryoshka_dims=[16, 8], matryoshka_energy=[1.0])
+    cfg = cfg_for(tiny_model_dir, "x.txt", tmp_path, matryoshka_dims="16,8", matryoshka_energy="0,2.5")  # CLI form
+    assert cfg.matryoshka_energy == (0.0, 2.5)
 
 
 @pytest.mark.parametrize(
