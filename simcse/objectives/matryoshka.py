@@ -15,8 +15,8 @@ Optionally (``energy``, a weight per size), each vector's squared length is pull
 dimensions: at size ``d``, the mean share of a vector's squared length beyond its first ``d`` dimensions.
 Search at size ``d`` finds what full-size search finds exactly when the dimensions after ``d`` add nothing
 to the cosines; the contrastive loss at full size spreads the vectors over every dimension (uniformity),
-and this term trades some of that spread for agreement between the sizes (measured in the README: put the
-weight on the one size you will store; weights at every size also pull the larger sizes into the smallest).
+and this term trades some of that spread for agreement between the sizes (measured in the README; put the
+weight on the size you will store).
 """
 
 from __future__ import annotations
