@@ -49,11 +49,11 @@ K = 10
 
 def fine_tune(
     args: argparse.Namespace, out: str, dims: list[int] | None, weights: list[float] | None = None,
-    distill: float = 0.0, energy: list[float] | None = None, start: str = MODEL,
+    distill: float = 0.0, energy: list[float] | None = None, model: str = MODEL,
 ) -> tuple[str, float]:  # fmt: skip
-    """A short supervised run (NLI triplets, hard negatives) from ``start``; its model folder and seconds."""
+    """A short supervised run (NLI triplets, hard negatives) from ``model``; its model folder and seconds."""
     cfg = load_config(None, dict(
-        model_name_or_path=start, pooler="avg", mode="triplets", train_file=args.train_file, data_dir=args.data_dir,
+        model_name_or_path=model, pooler="avg", mode="triplets", train_file=args.train_file, data_dir=args.data_dir,
         max_train_samples=args.samples, max_seq_len=32, batch_size=args.batch_size, learning_rate=args.lr,
         warmup_steps=args.steps // 10, max_steps=args.steps, eval_steps=args.steps, checkpoint_steps=args.steps,
         output_dir=out, seed=args.seed, matryoshka_dims=dims, matryoshka_weights=weights,
@@ -137,7 +137,7 @@ def main() -> None:
             encoder.save(start)
         if args.steps > 0:
             if not args.no_plain:
-                models[prefix] = fine_tune(args, os.path.join(work, "plain"), None, start=start)
+                models[prefix] = fine_tune(args, os.path.join(work, "plain"), None, model=start)
             for w in args.distill:
                 for e in args.energy:
                     extras = (f" + distill {w:g}" if w else "") + (f" + energy {e:g}" if e else "")

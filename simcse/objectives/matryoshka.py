@@ -102,7 +102,7 @@ def tail_energy(z: torch.Tensor, dims: Sequence[int], weights: Sequence[float] |
         weights: One per size (None: 1 each).
     """
     full = z.shape[-1]
-    squares = z.float().square() if z.dtype in (torch.float16, torch.bfloat16) else z.square()  # (..., n, dim)
+    squares = z.to(torch.promote_types(z.dtype, torch.float32)).square()  # (..., n, dim), as cosine_logits
     total = squares.sum(-1).clamp_min(torch.finfo(squares.dtype).tiny)  # (..., n)
     out = squares.new_zeros(())
     for d, w in zip(dims, matryoshka_weights(dims, weights)):
@@ -128,6 +128,7 @@ def matryoshka_step(
     process's vectors (every view).
     """
     sizes, scale = list(dims), matryoshka_weights(dims, weights)
+    tail = list(energy) if energy is not None and any(energy) else None  # decided once, not every step
 
     def run(x: StepInputs) -> torch.Tensor:
         total = None
@@ -136,8 +137,8 @@ def matryoshka_step(
             total = part if total is None else total + part
         if distill > 0:
             total = total + distill * ranking_distillation(x.z[0], x.gather(x.z[1]), sizes, temperature)
-        if energy is not None and any(energy):
-            total = total + tail_energy(x.z, sizes, energy)
+        if tail is not None:
+            total = total + tail_energy(x.z, sizes, tail)
         return total  # type: ignore[return-value]
 
     return run
